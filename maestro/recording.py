@@ -1,0 +1,144 @@
+"""The record of a session: ``frames.csv`` written as each frame is decided, and
+``session.json`` written atomically at start and at finish.
+
+The recording is the evidence of what the gate did, so each row is flushed to the
+operating system as soon as the frame's beam command has been issued: a session that is
+killed leaves a readable file up to its last decided frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Columns of ``frames.csv``, in order. Documented in README.md.
+FRAME_COLUMNS: tuple[str, ...] = (
+    "frame",
+    "t_acq_s",
+    "row_mm",
+    "col_mm",
+    "confidence",
+    "outside_pct",
+    "beam",
+    "reason",
+    "latency_us",
+    "peak_zncc",
+    "sharpness",
+    "true_row_mm",
+    "true_col_mm",
+    "true_outside_pct",
+    "error_mm",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """One row of ``frames.csv``: what the loop decided for one frame.
+
+    Displacements are the target's offset from its reference position in mm along image
+    rows (+ = increasing row index) and columns (+ = increasing column index). ``true_*``
+    and ``error_mm`` are NaN when the recording has no per-frame label.
+    """
+
+    frame: int
+    t_acq_s: float
+    row_mm: float
+    col_mm: float
+    confidence: float
+    outside_pct: float
+    beam: str
+    reason: str
+    latency_us: float
+    peak_zncc: float
+    sharpness: float
+    true_row_mm: float = math.nan
+    true_col_mm: float = math.nan
+    true_outside_pct: float = math.nan
+    error_mm: float = math.nan
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as JSON to ``path`` via a temporary file and a rename.
+
+    A reader sees either the previous complete file or the new complete file, never a
+    partial one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=False, default=_json_default)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()  # type: ignore[no-any-return]
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class SessionRecorder:
+    """Writes one session's recording into a folder.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Folder to write into; created if missing. Existing ``frames.csv`` and
+        ``session.json`` in it are replaced.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.frames_path = self.out_dir / "frames.csv"
+        self.session_path = self.out_dir / "session.json"
+        # Line-buffered text file: each row reaches the OS when it is written.
+        self._fh = open(self.frames_path, "w", encoding="utf-8", newline="", buffering=1)
+        self._fh.write(",".join(FRAME_COLUMNS) + "\n")
+        self.n_rows = 0
+
+    def start(self, session: dict[str, Any]) -> None:
+        """Write ``session.json`` at the start of the session (status ``running``)."""
+        write_json_atomic(self.session_path, {**session, "status": "running"})
+
+    def write_frame(self, record: FrameRecord) -> None:
+        """Append one decided frame to ``frames.csv`` and hand it to the OS."""
+        self._fh.write(",".join(_fmt(getattr(record, c)) for c in FRAME_COLUMNS) + "\n")
+        self.n_rows += 1
+
+    def finish(self, session: dict[str, Any]) -> None:
+        """Close ``frames.csv`` and rewrite ``session.json`` with the final state."""
+        self.close()
+        write_json_atomic(self.session_path, session)
+
+    def close(self) -> None:
+        """Flush and close ``frames.csv``; idempotent."""
+        if not self._fh.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()

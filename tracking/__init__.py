@@ -1,0 +1,1 @@
+"""Template tracking of the target on 2D cine-MR frames: pure computation on arrays."""
