@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ class SimulatedBeam:
         beam_off_delay_ms: float = 0.0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if not (beam_on_delay_ms >= 0.0 and beam_off_delay_ms >= 0.0):
+        if not all(math.isfinite(d) and d >= 0.0 for d in (beam_on_delay_ms, beam_off_delay_ms)):
             raise ValueError("beam response delays must be finite and >= 0 ms")
         self.beam_on_delay_s = beam_on_delay_ms / 1000.0
         self.beam_off_delay_s = beam_off_delay_ms / 1000.0
