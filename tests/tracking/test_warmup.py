@@ -1,0 +1,105 @@
+"""Tests of tracking.warmup: after warm_up(), the first tracked frame compiles nothing.
+
+Each check runs in a fresh interpreter: in this test process earlier tests have already
+compiled the kernels, which would hide a signature that warm_up() forgot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# For each case (dtype, read-only frame or not), in that order, prints how many
+# compilations Numba reported during the first track() of a new tracker, and how many new
+# overloads (compiled or loaded from the on-disk cache) the tracking dispatchers gained.
+# The cases use distinct argument types, so an earlier case cannot hide a later one.
+_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    import numba
+    import numpy as np
+    from numba.core import event
+    import tracking.tracker, tracking.zncc
+    from tracking import TemplateTracker, warm_up
+
+    warm = sys.argv[1] == "1"
+    cases = [(np.dtype(arg.split(":")[0]), arg.endswith(":ro")) for arg in sys.argv[2:]]
+
+    def dispatchers():
+        return [
+            obj
+            for module in (tracking.zncc, tracking.tracker)
+            for obj in vars(module).values()
+            if isinstance(obj, numba.core.dispatcher.Dispatcher)
+        ]
+
+    if warm:
+        warm_up()
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:144, 0:144]
+    lesion = (rows - 70) ** 2 + (cols - 75) ** 2 < 40
+    reports = []
+    for dtype, readonly in cases:
+        reference = (rng.normal(size=(144, 144)) + 3.0 * lesion).astype(dtype)
+        tracker = TemplateTracker(reference, lesion, (2.4, 2.4), dtype=dtype)
+        frame = np.roll(reference, (2, -1), axis=(0, 1)).copy()
+        frame.flags.writeable = not readonly
+
+        before = {d: len(d.overloads) for d in dispatchers()}
+        with event.install_recorder("numba:compile") as recorder:
+            result = tracker.track(frame)
+        reports.append({
+            "case": f"{dtype}{':ro' if readonly else ''}",
+            "compile_events": len(recorder.buffer),
+            "new_overloads": sum(len(d.overloads) - n for d, n in before.items()),
+            "n_dispatchers": len(before),
+            "valid": result.valid,
+            "row_px": result.row_px,
+        })
+    print(json.dumps(reports))
+    """
+)
+
+CASES = ("float32", "float32:ro", "float64", "float64:ro")
+
+
+def _probe(warm: bool, cases: tuple[str, ...]) -> list[dict[str, object]]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    completed = subprocess.run(
+        [sys.executable, "-c", _PROBE, "1" if warm else "0", *cases],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_no_compilation_on_first_frame_after_warm_up() -> None:
+    """float32 and float64 trackers, writeable and read-only frames (Numba types the
+    two differently; frames handed over by a source are often read-only)."""
+    reports = _probe(warm=True, cases=CASES)
+    assert [r["case"] for r in reports] == list(CASES)
+    for report in reports:
+        assert report["n_dispatchers"] >= 5, report
+        assert report["compile_events"] == 0, report
+        assert report["new_overloads"] == 0, report
+        assert report["valid"] and abs(report["row_px"] - 2.0) < 0.05, report
+
+
+def test_probe_detects_the_first_frame_dispatch_without_warm_up() -> None:
+    """Control: without warm_up() the same first frame does add kernels (compiled, or
+    loaded from Numba's cache), so the probe above can fail."""
+    (report,) = _probe(warm=False, cases=("float32",))
+    assert report["new_overloads"] > 0
+    assert report["valid"]

@@ -1,0 +1,413 @@
+"""Track a target on 2D cine frames by ZNCC template matching against a reference frame.
+
+The template is the target's bounding box on the reference frame plus a margin of
+context. Each frame is searched in a window of +-``search_mm`` around a predicted
+displacement; the best ZNCC match, refined to sub-pixel precision, gives the target's
+displacement from the reference in mm.
+
+Per frame, :meth:`TemplateTracker.track` makes one call into a compiled kernel
+(:func:`tracking.zncc._search_kernel`) that works in buffers allocated at construction,
+and builds one small result object. It never raises on the content of a frame: a frame
+it cannot track yields a result flagged ``valid=False`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tracking.zncc import (
+    _R_AT_EDGE,
+    _R_COL_PX,
+    _R_PEAK,
+    _R_ROW_PX,
+    _R_SHARPNESS,
+    _R_WIN_COL0,
+    _R_WIN_COLS,
+    _R_WIN_ROW0,
+    _R_WIN_ROWS,
+    _SEARCH_BAD_PREDICTION,
+    _SEARCH_NO_CONTRAST,
+    _SEARCH_NO_FINITE_SCORE,
+    _SEARCH_NONFINITE_PIXELS,
+    _SEARCH_OK,
+    _SEARCH_RESULT_SIZE,
+    _SEARCH_WINDOW_OUTSIDE,
+    _search_kernel,
+    prepare_template,
+)
+
+__all__ = ["TemplateTracker", "TrackResult"]
+
+log = logging.getLogger(__name__)
+
+# Why the search kernel could not track a frame (it cannot raise; it returns a status).
+_REASONS = {
+    _SEARCH_BAD_PREDICTION: "predicted displacement is not finite",
+    _SEARCH_WINDOW_OUTSIDE: "search window lies outside the image",
+    _SEARCH_NONFINITE_PIXELS: "search window holds NaN or inf pixels",
+    _SEARCH_NO_CONTRAST: "search window has no contrast (every patch is flat)",
+    _SEARCH_NO_FINITE_SCORE: "no finite ZNCC score in the search window",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResult:
+    """Where the target is on one frame, relative to the reference frame.
+
+    Attributes
+    ----------
+    row_mm, col_mm : float
+        Displacement of the target from its reference position in mm, along rows and
+        columns; positive towards increasing index. NaN when invalid.
+    row_px, col_px : float
+        The same displacement in pixels (sub-pixel). NaN when invalid.
+    peak_zncc : float
+        ZNCC score of the best match, in [-1, 1]. NaN when invalid.
+    sharpness : float
+        How distinct the match is: the peak minus the mean score of the search window
+        outside a 5 x 5 pixel zone around the peak (see
+        :func:`tracking.zncc.subpixel_peak`). NaN when invalid.
+    confidence : float
+        ``peak_zncc`` clipped to [0, 1]; 0 when invalid. A similarity, not a probability:
+        1 means the frame contains the reference template exactly (up to brightness
+        and contrast).
+    at_edge : bool
+        The best match lies on the border of the search window (which includes the
+        image border when the window was clipped), so the true match may lie outside:
+        the target moved further than the search range or is leaving the image.
+    valid : bool
+        False when the frame could not be tracked; see ``reason``.
+    reason : str
+        Why the result is invalid; empty when valid.
+    """
+
+    row_mm: float
+    col_mm: float
+    row_px: float
+    col_px: float
+    peak_zncc: float
+    sharpness: float
+    confidence: float
+    at_edge: bool
+    valid: bool
+    reason: str
+
+    @classmethod
+    def invalid(cls, reason: str) -> TrackResult:
+        """A result for an untrackable frame: NaN displacement, zero confidence."""
+        nan = math.nan
+        return cls(nan, nan, nan, nan, nan, nan, 0.0, False, False, reason)
+
+
+def _positive_finite(value: object, name: str) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be a number, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0.0):
+        raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
+    return number
+
+
+class TemplateTracker:
+    """ZNCC template tracker of one target on frames of a fixed geometry.
+
+    Parameters
+    ----------
+    reference : (H, W) real ndarray
+        The reference frame. Must be finite inside the template.
+    target_mask : (H, W) bool ndarray
+        The target on the reference frame; at least one pixel.
+    spacing_mm : (float, float)
+        Pixel spacing (row, col) in mm; anisotropic spacing is allowed.
+    context_mm : float, default 10.0
+        Margin of surrounding anatomy added to each side of the target's bounding box to
+        form the template, converted per axis to ``ceil(context_mm / spacing)`` pixels
+        and clipped to the image.
+    search_mm : float, default 15.0
+        Half-size of the search window around the predicted displacement, converted per
+        axis to ``ceil(search_mm / spacing)`` pixels.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        Working precision of the frames (frames of another dtype are converted, which
+        costs a copy). Scores are always accumulated in float64.
+
+    Attributes
+    ----------
+    reference_centroid_px : (float, float)
+        Centroid (row, col) of the target mask on the reference, in pixels.
+    target_mask : (H, W) bool ndarray
+        Read-only copy of the reference target mask.
+    spacing_mm : (float, float)
+        Pixel spacing (row, col) in mm.
+    template_shape : (int, int)
+        Template size (h, w) in pixels.
+    template_origin_px : (int, int)
+        Top-left pixel (row, col) of the template in the reference frame.
+    search_px : (int, int)
+        Half-size (rows, cols) of the search window in pixels.
+    dtype : numpy.dtype
+        Working precision of the frames.
+
+    Raises
+    ------
+    ValueError
+        If the mask is empty or does not match the reference's shape, the reference is
+        not finite inside the template or has no contrast there, the template fills the
+        image along an axis (no room to search), or a spacing, ``context_mm`` or
+        ``search_mm`` is out of range.
+    """
+
+    def __init__(
+        self,
+        reference: np.ndarray,
+        target_mask: np.ndarray,
+        spacing_mm: tuple[float, float],
+        context_mm: float = 10.0,
+        search_mm: float = 15.0,
+        dtype: type[np.floating] | np.dtype = np.float32,
+    ) -> None:
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype: must be float32 or float64, got {self.dtype}")
+        reference = np.asarray(reference)
+        if reference.ndim != 2 or reference.dtype.kind not in "biuf":
+            raise ValueError(
+                f"reference: must be a 2D real array, got {reference.ndim}D {reference.dtype}"
+            )
+        target_mask = np.asarray(target_mask)
+        if target_mask.shape != reference.shape:
+            raise ValueError(
+                f"target_mask: shape {target_mask.shape} must equal the reference shape "
+                f"{reference.shape}"
+            )
+        if target_mask.dtype != np.bool_:
+            raise ValueError(
+                f"target_mask: dtype must be bool, got {target_mask.dtype} (use mask != 0)"
+            )
+        if not target_mask.any():
+            raise ValueError("target_mask: must contain at least one target pixel")
+        if len(spacing_mm) != 2:
+            raise ValueError(f"spacing_mm: must be (row_mm, col_mm), got {spacing_mm!r}")
+        spacing = (
+            _positive_finite(spacing_mm[0], "spacing_mm[0]"),
+            _positive_finite(spacing_mm[1], "spacing_mm[1]"),
+        )
+        try:
+            context = float(context_mm)
+        except (TypeError, ValueError):
+            raise ValueError(f"context_mm: must be a number, got {context_mm!r}") from None
+        if not (math.isfinite(context) and context >= 0.0):
+            raise ValueError(f"context_mm: must be finite and >= 0, got {context_mm!r}")
+        search = _positive_finite(search_mm, "search_mm")
+
+        n_rows, n_cols = reference.shape
+        rows = np.flatnonzero(target_mask.any(axis=1))
+        cols = np.flatnonzero(target_mask.any(axis=0))
+        ctx_r = math.ceil(context / spacing[0])
+        ctx_c = math.ceil(context / spacing[1])
+        r0 = max(int(rows[0]) - ctx_r, 0)
+        r1 = min(int(rows[-1]) + ctx_r, n_rows - 1)
+        c0 = max(int(cols[0]) - ctx_c, 0)
+        c1 = min(int(cols[-1]) + ctx_c, n_cols - 1)
+        h = r1 - r0 + 1
+        w = c1 - c0 + 1
+        if h >= n_rows or w >= n_cols:
+            raise ValueError(
+                f"context_mm: template of {h} x {w} px (target bounding box plus "
+                f"{context} mm) must be smaller than the {n_rows} x {n_cols} px image so "
+                "that it can move; reduce context_mm"
+            )
+        template = reference[r0 : r1 + 1, c0 : c1 + 1].astype(self.dtype)
+        if not np.isfinite(template).all():
+            raise ValueError("reference: must be finite inside the template (holds NaN or inf)")
+        try:
+            tmpl_zm, tmpl_ssd, shift = prepare_template(template)
+        except ValueError as exc:
+            raise ValueError(f"reference: no contrast inside the template ({exc})") from None
+
+        search_r = math.ceil(search / spacing[0])
+        search_c = math.ceil(search / spacing[1])
+        max_rows = min(2 * search_r + 1, n_rows - h + 1)
+        max_cols = min(2 * search_c + 1, n_cols - w + 1)
+
+        self._shape = (n_rows, n_cols)
+        self._tmpl_zm = tmpl_zm
+        self._tmpl_ssd = tmpl_ssd
+        self._shift = shift
+        self._tmpl_row0 = r0
+        self._tmpl_col0 = c0
+        self._search_rows_px = search_r
+        self._search_cols_px = search_c
+        self._spacing_row_mm, self._spacing_col_mm = spacing
+        self._scores = np.zeros((max_rows, max_cols), dtype=np.float64)
+        self._colsum = np.zeros(max_cols + w - 1, dtype=np.float64)
+        self._colsum2 = np.zeros(max_cols + w - 1, dtype=np.float64)
+        self._result = np.zeros(_SEARCH_RESULT_SIZE, dtype=np.float64)
+        self._last_row_px = 0.0
+        self._last_col_px = 0.0
+
+        mask = target_mask.copy()
+        mask.flags.writeable = False
+        self.target_mask = mask
+        self.spacing_mm = spacing
+        self.template_shape = (h, w)
+        self.template_origin_px = (r0, c0)
+        self.search_px = (search_r, search_c)
+        mask_rows, mask_cols = np.nonzero(target_mask)
+        self.reference_centroid_px = (float(mask_rows.mean()), float(mask_cols.mean()))
+        log.debug(
+            "template %d x %d px at (%d, %d), search +-%d x +-%d px, spacing %s mm",
+            h, w, r0, c0, search_r, search_c, spacing,
+        )
+
+    def reset(self) -> None:
+        """Forget the last tracked displacement: the next default search is centred on 0."""
+        self._last_row_px = 0.0
+        self._last_col_px = 0.0
+
+    @property
+    def last_search_window_px(self) -> tuple[int, int, int, int]:
+        """Window searched by the last :meth:`track` call as (row0, col0, n_rows, n_cols):
+        the image pixel of the first template position tried and the number of positions
+        per axis, after clipping to the image. (-1, -1, 0, 0) when no window was formed."""
+        res = self._result
+        if not math.isfinite(res[_R_WIN_ROW0]):
+            return (-1, -1, 0, 0)
+        return (
+            int(res[_R_WIN_ROW0]),
+            int(res[_R_WIN_COL0]),
+            int(res[_R_WIN_ROWS]),
+            int(res[_R_WIN_COLS]),
+        )
+
+    def track(
+        self, image: np.ndarray, predicted_mm: tuple[float, float] | None = None
+    ) -> TrackResult:
+        """Find the target on one frame.
+
+        Never raises on the frame's content.
+
+        Parameters
+        ----------
+        image : (H, W) ndarray
+            The frame, same shape as the reference. Fastest as a C-contiguous array of
+            the tracker's dtype (anything else is converted first).
+        predicted_mm : (float, float), optional
+            Expected displacement (row, col) in mm, the centre of the search window.
+            Default: the displacement of the last valid result (0 at first).
+
+        Returns
+        -------
+        TrackResult
+            Invalid (with the reason) when the frame is not a 2D array of the reference's
+            shape, the prediction is not finite, the window lies outside the image, the
+            searched region holds NaN or inf, it has no contrast, or no score is finite.
+
+        Raises
+        ------
+        ValueError
+            If ``predicted_mm`` is not a pair (a programming error, not frame content).
+        """
+        if not (
+            type(image) is np.ndarray and image.dtype == self.dtype and image.flags.c_contiguous
+        ):
+            image, reason = self._coerce(image)
+            if image is None:
+                return TrackResult.invalid(reason)
+        if image.shape != self._shape:
+            return TrackResult.invalid(
+                f"image shape {image.shape} differs from the reference shape {self._shape}"
+            )
+        if predicted_mm is None:
+            pred_row_px = self._last_row_px
+            pred_col_px = self._last_col_px
+        else:
+            if len(predicted_mm) != 2:
+                raise ValueError(
+                    f"predicted_mm: must be (row_mm, col_mm), got {predicted_mm!r}"
+                )
+            pred_row_px = float(predicted_mm[0]) / self._spacing_row_mm
+            pred_col_px = float(predicted_mm[1]) / self._spacing_col_mm
+        status = _search_kernel(
+            image,
+            self._tmpl_zm,
+            self._tmpl_ssd,
+            self._shift,
+            self._tmpl_row0,
+            self._tmpl_col0,
+            pred_row_px,
+            pred_col_px,
+            self._search_rows_px,
+            self._search_cols_px,
+            self._colsum,
+            self._colsum2,
+            self._scores,
+            self._result,
+        )
+        if status != _SEARCH_OK:
+            return TrackResult.invalid(_REASONS[status])
+        res = self._result
+        row_px = float(res[_R_ROW_PX])
+        col_px = float(res[_R_COL_PX])
+        peak = float(res[_R_PEAK])
+        self._last_row_px = row_px
+        self._last_col_px = col_px
+        return TrackResult(
+            row_mm=row_px * self._spacing_row_mm,
+            col_mm=col_px * self._spacing_col_mm,
+            row_px=row_px,
+            col_px=col_px,
+            peak_zncc=peak,
+            sharpness=float(res[_R_SHARPNESS]),
+            confidence=min(max(peak, 0.0), 1.0),
+            at_edge=bool(res[_R_AT_EDGE] != 0.0),
+            valid=True,
+            reason="",
+        )
+
+    def _coerce(self, image: object) -> tuple[np.ndarray | None, str]:
+        """Turn an off-path frame (other dtype, layout or type) into a C-contiguous array
+        of the tracker's dtype, or explain why it cannot be."""
+        try:
+            array = np.asarray(image)
+        except (TypeError, ValueError) as exc:
+            return None, f"image is not an array ({exc})"
+        if array.ndim != 2:
+            return None, f"image must be 2D, got {array.ndim}D"
+        if array.dtype.kind not in "biuf":
+            return None, f"image dtype must be real numeric, got {array.dtype}"
+        return np.ascontiguousarray(array, dtype=self.dtype), ""
+
+    def tracked_mask(self, result: TrackResult) -> np.ndarray:
+        """The reference target mask moved by a result's displacement.
+
+        For display and metrics, not the per-frame hot path (it allocates).
+
+        Parameters
+        ----------
+        result : TrackResult
+            A result of :meth:`track`.
+
+        Returns
+        -------
+        (H, W) bool ndarray
+            The mask shifted by the displacement rounded to the nearest pixel per axis
+            (no interpolation); pixels shifted out of the image are dropped, pixels
+            shifted in are False. All False when ``result`` is invalid.
+        """
+        out = np.zeros(self._shape, dtype=bool)
+        if not result.valid:
+            return out
+        n_rows, n_cols = self._shape
+        dr = int(np.rint(result.row_px))
+        dc = int(np.rint(result.col_px))
+        if abs(dr) >= n_rows or abs(dc) >= n_cols:
+            return out
+        out[max(dr, 0) : n_rows + min(dr, 0), max(dc, 0) : n_cols + min(dc, 0)] = self.target_mask[
+            max(-dr, 0) : n_rows + min(-dr, 0), max(-dc, 0) : n_cols + min(-dc, 0)
+        ]
+        return out
