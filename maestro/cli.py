@@ -1,0 +1,232 @@
+"""``maestro``: the command line.
+
+Every refusal of bad input is one line on stderr naming the file, the field and the
+rule, with exit status 2 and no traceback. The beam ends held whatever stops a session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hardware import InputError, SimulatedBeam
+
+log = logging.getLogger("maestro")
+
+#: Root of the source checkout (the project is installed editable, see README.md).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: The bundled phantom session replayed when ``maestro replay`` gets no SOURCE.
+BUNDLED_SESSION = PROJECT_ROOT / "replay_data" / "mridian-8fps-seed1"
+
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+# -- option value types: each names the rule it enforces ----------------------------------
+def _number(low: float | None = None, low_inclusive: bool = True, high: float | None = None):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be finite")
+        if low is not None and (value < low or (value == low and not low_inclusive)):
+            rel = ">=" if low_inclusive else ">"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {rel} {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be <= {high:g}")
+        return value
+
+    return parse
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _spacing(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    parse = _number(0.0, low_inclusive=False)
+    if len(parts) == 1:
+        v = parse(parts[0])
+        return (v, v)
+    if len(parts) == 2:
+        return (parse(parts[0]), parse(parts[1]))
+    raise argparse.ArgumentTypeError(f"{text!r} must be MM or ROW_MM,COL_MM")
+
+
+def _box(text: str) -> tuple[int, int, int, int]:
+    from maestro.target import parse_box
+
+    try:
+        return parse_box(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.rule) from None
+
+
+# -- the parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maestro",
+        description="Real-time motion management for MR-guided gated radiotherapy.",
+    )
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rp = sub.add_parser(
+        "replay",
+        help="replay a recording through tracking, gating and a simulated beam",
+        description=(
+            "Replay a cine-MR recording: track the target on every frame, gate a simulated "
+            "beam, and print a summary (beam-on fraction, holds by reason, tracking error "
+            "against the labels when present, per-frame latency). With no SOURCE, replays "
+            "the bundled phantom session."
+        ),
+    )
+    rp.add_argument(
+        "source",
+        nargs="?",
+        type=Path,
+        default=None,
+        metavar="SOURCE",
+        help=f"TrackRAD2025 case folder or a folder holding one DICOM series (default: {BUNDLED_SESSION.relative_to(PROJECT_ROOT)})",
+    )
+    rp.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
+                    help="target on the first frame in pixels, when the recording has no first label")
+    g = rp.add_argument_group("gating")
+    g.add_argument("--margin-mm", type=_number(0.0), default=3.0, help="boundary = target + margin (mm, default 3)")
+    g.add_argument("--threshold-pct", type=_number(0.0, high=100.0), default=10.0,
+                   help="hold while more than this %% of the target is outside the boundary (default 10)")
+    g.add_argument("--confidence-floor", type=_number(0.0, high=1.0), default=0.5,
+                   help="hold while tracking confidence is below this (0-1, default 0.5)")
+    g.add_argument("--beam-on-delay-ms", type=_number(0.0), default=0.0,
+                   help="conditions must hold this long before the beam is released (ms, default 0)")
+    g.add_argument("--beam-on-delay-frames", type=_count, default=0,
+                   help="... and for this many consecutive frames (default 0)")
+    g.add_argument("--max-frame-age-ms", type=_number(0.0, low_inclusive=False), default=250.0,
+                   help="a frame older than this when decided holds the beam as stale (ms, default 250)")
+    t = rp.add_argument_group("tracking")
+    t.add_argument("--context-mm", type=_number(0.0), default=10.0,
+                   help="context around the target's bounding box in the template (mm, default 10)")
+    t.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0,
+                   help="half-width of the search window around the predicted position (mm, default 15)")
+    b = rp.add_argument_group("simulated beam")
+    b.add_argument("--beam-on-latency-ms", type=_number(0.0), default=0.0,
+                   help="simulated beam's response time to a release (ms, default 0)")
+    b.add_argument("--beam-off-latency-ms", type=_number(0.0), default=0.0,
+                   help="simulated beam's response time to a hold (ms, default 0)")
+    s = rp.add_argument_group("source")
+    s.add_argument("--realtime", action="store_true", help="hand frames over at their recorded times (default: as fast as possible)")
+    s.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=None,
+                   help="frame rate for a recording without frame times")
+    s.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]",
+                   help="pixel spacing (row,col) for a recording whose files do not give it")
+    s.add_argument("--max-frames", type=_count, default=None, help="stop after this many frames")
+    rp.add_argument("--out", type=Path, default=None, metavar="DIR",
+                    help="write DIR/frames.csv (one row per frame, as decided) and DIR/session.json")
+    rp.set_defaults(func=cmd_replay)
+
+    pp = sub.add_parser(
+        "phantom",
+        help="generate a deterministic phantom cine session (TrackRAD layout)",
+        description=(
+            "Generate a deterministic MRIdian-like liver cine phantom with a moving lesion and "
+            "per-frame ground-truth labels, written as a TrackRAD2025 case folder. The same "
+            "arguments always produce the same pixels."
+        ),
+    )
+    pp.add_argument("out", type=Path, metavar="OUT", help="case folder to create (its name is the case id)")
+    pp.add_argument("--geometry", choices=["mridian-8fps", "mridian-4fps"], default="mridian-8fps")
+    pp.add_argument("--seconds", type=_number(0.0, low_inclusive=False), default=60.0)
+    pp.add_argument("--seed", type=_count, default=1)
+    pp.add_argument("--lesion-mm", type=_number(10.0, high=40.0), default=None,
+                    help="lesion diameter (mm, 10-40; default drawn from the seed)")
+    pp.set_defaults(func=cmd_phantom)
+    return parser
+
+
+# -- commands -----------------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    from hardware.replay import ReplaySource
+    from maestro.recording import SessionRecorder
+    from maestro.report_text import format_summary
+    from maestro.session import GatingSession, SessionConfig, session_description
+
+    path = args.source if args.source is not None else BUNDLED_SESSION
+    config = SessionConfig(
+        margin_mm=args.margin_mm,
+        threshold_pct=args.threshold_pct,
+        confidence_floor=args.confidence_floor,
+        beam_on_delay_ms=args.beam_on_delay_ms,
+        beam_on_delay_frames=args.beam_on_delay_frames,
+        max_frame_age_ms=args.max_frame_age_ms,
+        context_mm=args.context_mm,
+        search_mm=args.search_mm,
+        target_box=args.target_box,
+    )
+    source = ReplaySource(path, fps=args.fps, spacing_mm=args.spacing_mm, realtime=args.realtime)
+    beam = SimulatedBeam(args.beam_on_latency_ms, args.beam_off_latency_ms)
+    recorder = SessionRecorder(args.out) if args.out is not None else None
+    session = GatingSession(source, config, beam, recorder)
+    meta = session_description(source, config)
+    if recorder is not None:
+        recorder.start(meta)
+    try:
+        summary = session.run(max_frames=args.max_frames)
+    finally:
+        source.close()
+        if recorder is not None:
+            status = "complete" if session.summary.stopped_by != "operator interrupt" else "interrupted"
+            recorder.finish({**meta, "status": status, "summary": session.summary.as_dict()})
+    print(format_summary(source.description, summary, recorder))
+    return 0
+
+
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from hardware.trackrad import write_case
+    from maestro.phantom import generate_session
+
+    session = generate_session(args.geometry, seconds=args.seconds, seed=args.seed, lesion_diameter_mm=args.lesion_mm)
+    write_case(
+        args.out,
+        args.out.name,
+        session.frames,
+        session.labels,
+        spacing_mm=session.spacing_mm,
+        fps=session.fps,
+    )
+    n, h, w = session.frames.shape
+    print(
+        f"wrote {args.out}: {n} frames {h}x{w} at {session.spacing_mm[0]:g} mm, {session.fps:g} fps, "
+        f"lesion {session.lesion_diameter_mm:.1f} mm, seed {args.seed}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"maestro: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("maestro: interrupted: beam held, recording closed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Bad input at the command line: one line naming file, field and rule; exit 2; no traceback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from maestro.cli import main
+from tests.hardware.synthetic import writable_copy
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_missing_path(capsys, tmp_path) -> None:
+    line = _refused(capsys, ["replay", str(tmp_path / "nowhere")])
+    assert str(tmp_path / "nowhere") in line
+
+
+def test_empty_folder(capsys, tmp_path) -> None:
+    line = _refused(capsys, ["replay", str(tmp_path)])
+    assert str(tmp_path) in line
+
+
+def test_truncated_mha(capsys, tmp_path, shared_data) -> None:
+    case = writable_copy(shared_data / "trackrad-example" / "Z_001", tmp_path / "Z_001")
+    frames = case / "images" / "Z_001_frames.mha"
+    data = frames.read_bytes()
+    frames.write_bytes(data[: len(data) // 2])
+    line = _refused(capsys, ["replay", str(case)])
+    assert "Z_001_frames.mha" in line
+
+
+def test_box_outside_image(capsys, shared_data) -> None:
+    line = _refused(capsys, ["replay", str(shared_data / "cine" / "liver-3T-volunteer-KS81"), "--target-box", "170,130,20,20"])
+    assert "--target-box" in line and "inside the first frame" in line
+
+
+def test_series_without_label_needs_a_box(capsys, shared_data) -> None:
+    line = _refused(capsys, ["replay", str(shared_data / "cine" / "liver-3T-volunteer-KS81"), "--max-frames", "3"])
+    assert "--target-box" in line
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--margin-mm", "-1"], ["--threshold-pct", "nan"], ["--target-box", "1,2,3"], ["--fps", "0"], ["--spacing-mm", "a,b"]],
+)
+def test_option_values_are_checked(capsys, option) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", *option])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option[0] in err and "Traceback" not in err
+
+
+def test_console_script_help() -> None:
+    exe = shutil.which("maestro", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert exe is not None, "the console script 'maestro' is installed with the project"
+    proc = subprocess.run([exe, "replay", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for option in ("--target-box", "--margin-mm", "--threshold-pct", "--beam-on-delay-ms", "--realtime", "--fps", "--out"):
+        assert option in proc.stdout

@@ -1,0 +1,124 @@
+"""The loop: every frame decided, faults hold the beam with a reason, records are written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hardware import BeamState, Frame, InputError, SimulatedBeam
+from maestro.recording import FRAME_COLUMNS, SessionRecorder
+from maestro.session import GatingSession, SessionConfig
+from tests.maestro.sources import ListSource, centre_mask, moving_blob_frames
+
+
+def _run(frames, label=None, faults=None, recorder=None, **config):
+    source = ListSource(frames, reference_label=label, faults=faults)
+    beam = SimulatedBeam()
+    session = GatingSession(source, SessionConfig(**config), beam, recorder)
+    records = []
+    session.on_record = records.append
+    summary = session.run()
+    return summary, records, beam
+
+
+def test_tracks_moving_blob_and_gates_on_displacement() -> None:
+    frames = moving_blob_frames(32, amplitude_px=3.0)
+    summary, records, beam = _run(frames, label=centre_mask((96, 96)), margin_mm=3.0, threshold_pct=10.0)
+    assert summary.frames == 32 and len(records) == 32
+    for i, r in enumerate(records):
+        true_row_mm = 3.0 * np.sin(2 * np.pi * i / 16) * 2.4
+        assert r.row_mm == pytest.approx(true_row_mm, abs=0.3), i
+        assert abs(r.col_mm) < 0.3
+    # 7.2 mm peak excursion against a 3 mm margin: some frames held as outside, some on.
+    reasons = {r.reason for r in records if r.beam == "hold"}
+    assert "outside" in reasons
+    assert any(r.beam == "on" for r in records)
+    for r in records:
+        assert (r.beam == "on") == (r.outside_pct <= 10.0 and r.confidence >= 0.5)
+    assert beam.commanded is BeamState.HOLD  # the session ends held
+
+
+def test_nan_frame_holds_with_tracking_fault_and_loop_continues() -> None:
+    frames = moving_blob_frames(6, amplitude_px=0.0)
+    bad = frames[3].pixels.copy()
+    bad[40:56, 40:56] = np.nan
+    frames[3] = Frame(3, frames[3].t_acq_s, 0.0, bad, frames[3].spacing_mm)
+    _, records, _ = _run(frames, label=centre_mask((96, 96)))
+    assert [r.beam for r in records] == ["on", "on", "on", "hold", "on", "on"]
+    assert records[3].reason == "tracking_fault"
+
+
+def test_geometry_change_mid_session_holds() -> None:
+    frames = moving_blob_frames(4, amplitude_px=0.0)
+    f = frames[2]
+    frames[2] = Frame(2, f.t_acq_s, 0.0, f.pixels[:90, :90].copy(), f.spacing_mm)
+    _, records, _ = _run(frames, label=centre_mask((96, 96)))
+    assert records[2].beam == "hold" and records[2].reason == "tracking_fault"
+    assert records[3].beam == "on"
+
+
+def test_source_fault_holds_the_beam() -> None:
+    frames = moving_blob_frames(5, amplitude_px=0.0)
+    _, records, _ = _run(frames, label=centre_mask((96, 96)), faults={2: "socket stalled"})
+    assert records[2].beam == "hold" and records[2].reason == "source_fault"
+    assert records[3].beam == "on"
+
+
+def test_beam_on_delay_in_frames_keeps_hold_after_startup() -> None:
+    frames = moving_blob_frames(6, amplitude_px=0.0)
+    _, records, _ = _run(frames, label=centre_mask((96, 96)), beam_on_delay_frames=3)
+    assert [r.beam for r in records][:3] == ["hold"] * 3
+    assert {r.reason for r in records[:3]} == {"startup"}
+    assert records[-1].beam == "on"
+
+
+def test_box_target_and_missing_target() -> None:
+    frames = moving_blob_frames(3, amplitude_px=0.0)
+    summary, records, _ = _run(frames, target_box=(40, 40, 16, 16))
+    assert summary.frames == 3
+    with pytest.raises(InputError, match="--target-box"):
+        _run(frames)
+    with pytest.raises(InputError, match="inside the first frame"):
+        _run(frames, target_box=(90, 90, 16, 16))
+    with pytest.raises(InputError, match="empty"):
+        _run(frames, label=np.zeros((96, 96), bool))
+
+
+def test_recording_rows_and_session_json(tmp_path) -> None:
+    frames = moving_blob_frames(10, amplitude_px=2.0)
+    recorder = SessionRecorder(tmp_path)
+    recorder.start({"source": "test"})
+    assert json.loads((tmp_path / "session.json").read_text())["status"] == "running"
+    summary, records, _ = _run(frames, label=centre_mask((96, 96)), recorder=recorder)
+    recorder.finish({"source": "test", "status": "complete", "summary": summary.as_dict()})
+    with open(tmp_path / "frames.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0].keys()) == FRAME_COLUMNS
+    assert [int(r["frame"]) for r in rows] == list(range(10))
+    for r, rec in zip(rows, records):
+        assert float(r["row_mm"]) == pytest.approx(rec.row_mm, abs=1e-4)
+        assert r["beam"] in ("on", "hold")
+        assert float(r["latency_us"]) > 0
+        assert math.isnan(float(r["error_mm"]))  # no per-frame labels in these frames
+    meta = json.loads((tmp_path / "session.json").read_text())
+    assert meta["status"] == "complete" and meta["summary"]["frames"] == 10
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temporary behind
+
+
+def test_rows_are_on_disk_before_the_session_ends(tmp_path) -> None:
+    """Each decided frame reaches the file at once (a killed session keeps its record)."""
+    frames = moving_blob_frames(5, amplitude_px=0.0)
+    recorder = SessionRecorder(tmp_path)
+    seen = []
+
+    def check(_record) -> None:
+        seen.append(len((tmp_path / "frames.csv").read_text().splitlines()) - 1)
+
+    source = ListSource(frames, reference_label=centre_mask((96, 96)))
+    GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, on_record=check).run()
+    recorder.close()
+    assert seen == [1, 2, 3, 4, 5]
