@@ -7,6 +7,7 @@ rule, with exit status 2 and no traceback. The beam ends held whatever stops a s
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import math
 import sys
@@ -24,6 +25,11 @@ BUNDLED_SESSION = PROJECT_ROOT / "replay_data" / "mridian-8fps-seed1"
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+#: Modules that each add one subcommand: ``add_parser(subparsers)`` registers it and sets
+#: ``func`` (a callable taking the parsed namespace and returning an exit status). Their
+#: heavy imports belong inside ``func`` so that ``maestro --help`` stays fast.
+COMMAND_MODULES: list[str] = []
 
 
 # -- option value types: each names the rule it enforces ----------------------------------
@@ -153,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--lesion-mm", type=_number(10.0, high=40.0), default=None,
                     help="lesion diameter (mm, 10-40; default drawn from the seed)")
     pp.set_defaults(func=cmd_phantom)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_parser(sub)
     return parser
 
 
