@@ -29,7 +29,8 @@ from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro.recording import FrameRecord, SessionRecorder
 from maestro.target import reference_target
 from tracking.tracker import TemplateTracker
-from tracking.warmup import warm_up
+from gating.warmup import warm_up as warm_up_gating
+from tracking.warmup import warm_up as warm_up_tracking
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,9 @@ class GatingSession:
 
         The beam ends held whatever stops the session (end of data, Ctrl-C, an error).
         """
-        warm_up()  # every kernel compiled or loaded before the first frame is accepted
+        # Every kernel compiled or loaded before the first frame is accepted.
+        warm_up_tracking()
+        warm_up_gating()
         gc_was_enabled = gc.isenabled()
         try:
             for frame in self.source:
