@@ -64,6 +64,14 @@ class FrameSource(Protocol):
     @property
     def fault(self) -> str | None: ...
 
-    def __iter__(self) -> Iterator[Frame]: ...
+    def __iter__(self) -> Iterator[Frame | None]:
+        """Yield frames as they arrive.
+
+        A live source also yields ``None`` as a heartbeat at least once per frame period
+        while no frame arrives (stall, disconnect, reconnect in progress), so that its
+        consumer never blocks for longer than a frame period; replayed recordings never
+        yield ``None``.
+        """
+        ...
 
     def close(self) -> None: ...

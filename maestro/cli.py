@@ -10,7 +10,9 @@ import argparse
 import importlib
 import logging
 import math
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +27,7 @@ BUNDLED_SESSION = PROJECT_ROOT / "replay_data" / "mridian-8fps-seed1"
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_RECORDING = 3
 
 #: Modules that each add one subcommand: ``add_parser(subparsers)`` registers it and sets
 #: ``func`` (a callable taking the parsed namespace and returning an exit status). Their
@@ -185,7 +188,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
     source = ReplaySource(path, fps=args.fps, spacing_mm=args.spacing_mm, realtime=args.realtime)
     beam = SimulatedBeam(args.beam_on_latency_ms, args.beam_off_latency_ms)
-    recorder = SessionRecorder(args.out) if args.out is not None else None
+    recorder = open_recorder(args.out) if args.out is not None else None
     session = GatingSession(source, config, beam, recorder)
     meta = session_description(source, config)
     if recorder is not None:
@@ -195,8 +198,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         source.close()
         if recorder is not None:
-            status = "complete" if session.summary.stopped_by != "operator interrupt" else "interrupted"
-            recorder.finish({**meta, "status": status, "summary": session.summary.as_dict()})
+            status = {"operator stop": "interrupted", "recording fault": "failed"}.get(session.summary.stopped_by, "complete")
+            try:
+                recorder.finish({**meta, "status": status, "summary": session.summary.as_dict()})
+            except OSError as exc:
+                log.error("could not write %s: %s", recorder.session_path, exc)
     print(format_summary(source.description, summary, recorder))
     return 0
 
@@ -222,18 +228,51 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_recorder(out: Path):  # type: ignore[no-untyped-def]
+    """Open the session recording, refusing an output folder that cannot be written."""
+    from maestro.recording import SessionRecorder
+
+    try:
+        return SessionRecorder(out)
+    except OSError as exc:
+        raise InputError(out, "--out", f"cannot write the recording there ({exc.strerror or exc})") from None
+
+
+def _raise_operator_stop(signum: int, _frame: object) -> None:
+    from maestro.session import OperatorStop
+
+    raise OperatorStop(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from maestro.session import OperatorStop, RecordingFault
+
+    # SIGTERM stops a session the way Ctrl-C does: beam held, recording closed.
+    previous_sigterm = None
+    if threading.current_thread() is threading.main_thread():
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_operator_stop)
+    try:
+        return _dispatch(args, OperatorStop, RecordingFault)
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _dispatch(args: argparse.Namespace, operator_stop: type[Exception], recording_fault: type[Exception]) -> int:
     try:
         return int(args.func(args))
     except InputError as exc:
         print(f"maestro: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        print("maestro: interrupted: beam held, recording closed", file=sys.stderr)
+    except (KeyboardInterrupt, operator_stop):
+        print("maestro: stopped by the operator: beam held, recording closed", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except recording_fault as exc:
+        print(f"maestro: error: {exc}", file=sys.stderr)
+        return EXIT_RECORDING
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ FRAME_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: Columns of ``events.csv``: what happened that is not a frame. Documented in README.md.
+EVENT_COLUMNS: tuple[str, ...] = ("t_s", "frame", "event", "beam", "reason", "detail")
+
+
 @dataclass(frozen=True, slots=True)
 class FrameRecord:
     """One row of ``frames.csv``: what the loop decided for one frame.
@@ -116,11 +120,15 @@ class SessionRecorder:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.frames_path = self.out_dir / "frames.csv"
+        self.events_path = self.out_dir / "events.csv"
         self.session_path = self.out_dir / "session.json"
-        # Line-buffered text file: each row reaches the OS when it is written.
+        # Line-buffered text files: each row reaches the OS when it is written.
         self._fh = open(self.frames_path, "w", encoding="utf-8", newline="", buffering=1)
         self._fh.write(",".join(FRAME_COLUMNS) + "\n")
+        self._events = open(self.events_path, "w", encoding="utf-8", newline="", buffering=1)
+        self._events.write(",".join(EVENT_COLUMNS) + "\n")
         self.n_rows = 0
+        self.n_events = 0
 
     def start(self, session: dict[str, Any]) -> None:
         """Write ``session.json`` at the start of the session (status ``running``)."""
@@ -131,14 +139,49 @@ class SessionRecorder:
         self._fh.write(",".join(_fmt(getattr(record, c)) for c in FRAME_COLUMNS) + "\n")
         self.n_rows += 1
 
+    def write_event(self, t_s: float, frame: int | None, event: str, beam: str, reason: str = "", detail: str = "") -> None:
+        """Append one event (not a frame) to ``events.csv`` and hand it to the OS.
+
+        Parameters
+        ----------
+        t_s : float
+            Seconds since the session started, on the monotonic clock.
+        frame : int or None
+            Index of the last frame decided before the event.
+        event : str
+            What happened (``session_start``, ``beam_hold``, ``beam_release``,
+            ``watchdog``, ``source_fault``, ``source_recovered``, ``frame_out_of_order``,
+            ``operator_stop``, ``recording_fault``, ``session_end``).
+        beam : str
+            Beam state commanded after the event (``on``/``hold``).
+        """
+        if self._events.closed:
+            return
+        clean = detail.replace("\n", " ").replace(",", ";").replace('"', "'")
+        frame_text = "" if frame is None else str(frame)
+        self._events.write(f"{t_s:.6f},{frame_text},{event},{beam},{reason},{clean}\n")
+        self.n_events += 1
+
     def finish(self, session: dict[str, Any]) -> None:
         """Close ``frames.csv`` and rewrite ``session.json`` with the final state."""
         self.close()
         write_json_atomic(self.session_path, session)
 
     def close(self) -> None:
-        """Flush and close ``frames.csv``; idempotent."""
-        if not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+        """Flush and close ``frames.csv`` and ``events.csv``; idempotent.
+
+        Closing never raises: a file that cannot be flushed (disk full) is still closed.
+        """
+        for fh in (self._fh, self._events):
+            if fh.closed:
+                continue
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                log.error("could not flush %s: %s", fh.name, exc)
+            finally:
+                try:
+                    fh.close()
+                except OSError as exc:
+                    log.error("could not close %s: %s", fh.name, exc)

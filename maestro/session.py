@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from gating.boundary import GatingGeometry
-from gating.gate import TRACKING_FAULT, Gate, GateConfig
+from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig
 from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro.recording import FrameRecord, SessionRecorder
 from maestro.target import reference_target
+from maestro.watchdog import Watchdog
 from tracking.tracker import TemplateTracker
 from gating.warmup import warm_up as warm_up_gating
 from tracking.warmup import warm_up as warm_up_tracking
@@ -65,6 +67,10 @@ class SessionConfig:
     target_box : tuple of int or None
         (row, col, height, width) in pixels of the first frame, used when the recording
         has no first label.
+    watchdog_periods : float
+        The beam is held (``stale_frame``, or ``source_fault`` when the source reports
+        one) when no frame has been decided for this many nominal frame periods, even if
+        no frame ever arrives again.
     """
 
     margin_mm: float = 3.0
@@ -76,6 +82,7 @@ class SessionConfig:
     context_mm: float = 10.0
     search_mm: float = 15.0
     target_box: tuple[int, int, int, int] | None = None
+    watchdog_periods: float = 2.0
 
     def gate_config(self) -> GateConfig:
         return GateConfig(
@@ -128,6 +135,14 @@ def _centroid_px(mask: np.ndarray) -> tuple[float, float] | None:
     return float(rows.mean()), float(cols.mean())
 
 
+class RecordingFault(Exception):
+    """The record of delivery could not be kept: the beam was held and the session ended."""
+
+
+class OperatorStop(Exception):
+    """The operator (or the system, e.g. SIGTERM) asked the session to stop."""
+
+
 class GatingSession:
     """Wires one source, tracker, gate and beam for one session.
 
@@ -143,6 +158,10 @@ class GatingSession:
     on_record : callable or None
         Called with each :class:`FrameRecord` after the beam command (e.g. a display's
         queue); must not block.
+    on_frame : callable or None
+        Called as ``on_frame(frame, record)`` after ``on_record``, with the frame whose
+        decision the record holds (a display needs the pixels); must not block and must
+        not modify the frame.
     """
 
     def __init__(
@@ -152,12 +171,14 @@ class GatingSession:
         beam: BeamInterface,
         recorder: SessionRecorder | None = None,
         on_record: Callable[[FrameRecord], None] | None = None,
+        on_frame: Callable[[Frame, FrameRecord], None] | None = None,
     ) -> None:
         self.source = source
         self.config = config
         self.beam = beam
         self.recorder = recorder
         self.on_record = on_record
+        self.on_frame = on_frame
         self.gate = Gate(config.gate_config())
         self.tracker: TemplateTracker | None = None
         self.geometry: GatingGeometry | None = None
@@ -168,6 +189,13 @@ class GatingSession:
         self._shape: tuple[int, int] | None = None
         self._spacing_mm: tuple[float, float] | None = None
         self._last_t_acq_s: float | None = None
+        self._last_index: int | None = None
+        self._beam_on = False
+        self._last_fault: str | None = None
+        # Beam commands come from the loop and from the watchdog thread.
+        self._beam_lock = threading.Lock()
+        self._watchdog: Watchdog | None = None
+        self._t0 = time.perf_counter()
 
     # -- set-up ---------------------------------------------------------------------
     def _set_up(self, first: Frame) -> None:
@@ -214,6 +242,14 @@ class GatingSession:
         geometry = self.geometry
         assert tracker is not None and geometry is not None
         fault = self.source.fault
+        # A frame that is not newer than the last one decided (duplicate, out of order,
+        # clock gone backwards) says nothing about the target now: treat it as stale.
+        in_order = self._last_index is None or (
+            frame.index > self._last_index and frame.t_acq_s > self._last_t_acq_s  # type: ignore[operator]
+        )
+        if self._watchdog is not None and self._watchdog.fired:
+            # Frames flow again after a watchdog hold: the beam-on delay restarts now.
+            self.gate.watchdog(frame.t_acq_s, self._watchdog_reason())
         try:
             if frame.pixels.shape != self._shape or frame.spacing_mm != self._spacing_mm:
                 raise ValueError(
@@ -238,20 +274,70 @@ class GatingSession:
             outside_pct=outside,
             confidence=gate_confidence,
             tracking_valid=valid,
-            frame_age_s=time.perf_counter() - frame.t_recv_s,
+            frame_age_s=(time.perf_counter() - frame.t_recv_s) if in_order else math.inf,
             source_fault=fault,
         )
-        if decision.beam_on:
-            self.beam.release(t_s=frame.t_acq_s)
-        else:
-            self.beam.hold(decision.reason, t_s=frame.t_acq_s)
+        with self._beam_lock:
+            if decision.beam_on:
+                self.beam.release(t_s=frame.t_acq_s)
+            else:
+                self.beam.hold(decision.reason, t_s=frame.t_acq_s)
         latency_us = (time.perf_counter() - frame.t_recv_s) * 1e6
         # ---- beam command issued: everything below is bookkeeping -----------------
-        self._last_t_acq_s = frame.t_acq_s
+        if self._watchdog is not None:
+            self._watchdog.kick()
+        if in_order:
+            self._last_t_acq_s = frame.t_acq_s
+            self._last_index = frame.index
+        else:
+            self._event("frame_out_of_order", "stale_frame", f"frame {frame.index} at {frame.t_acq_s:.3f} s")
+        if fault != self._last_fault:
+            self._event("source_fault" if fault else "source_recovered", fault or "", fault or "")
+            self._last_fault = fault
+        if decision.beam_on != self._beam_on:
+            self._beam_on = decision.beam_on
+            self._event("beam_release" if decision.beam_on else "beam_hold", decision.reason, tracking_note)
         if decision.reason == TRACKING_FAULT and tracking_note:
             log.debug("frame %d: tracking fault: %s", frame.index, tracking_note)
         record = self._record(frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness)
         return record
+
+    # -- events and faults that are not frames -----------------------------------------
+    def _event(self, event: str, reason: str = "", detail: str = "") -> None:
+        if self.recorder is None:
+            return
+        try:
+            self.recorder.write_event(
+                time.perf_counter() - self._t0,
+                self._last_index,
+                event,
+                "on" if self._beam_on else "hold",
+                reason,
+                detail,
+            )
+        except OSError as exc:
+            self._recording_failed(exc)
+
+    def _watchdog_reason(self) -> str:
+        return SOURCE_FAULT if self.source.fault else STALE_FRAME
+
+    def _on_watchdog(self, silence_s: float) -> None:
+        """Watchdog thread: no frame decided for too long: hold the beam now."""
+        reason = self._watchdog_reason()
+        t_s = None if self._last_t_acq_s is None else self._last_t_acq_s + silence_s
+        with self._beam_lock:
+            self.beam.hold(reason, t_s=t_s)
+            was_on, self._beam_on = self._beam_on, False
+        log.warning("watchdog: no frame for %.0f ms: beam held (%s)", silence_s * 1e3, reason)
+        self._event("watchdog", reason, f"no frame decided for {silence_s * 1e3:.0f} ms; beam was {'on' if was_on else 'held'}")
+
+    def _recording_failed(self, exc: OSError) -> None:
+        """The record of delivery cannot be kept: hold the beam and end the session."""
+        with self._beam_lock:
+            self.beam.hold("recording_fault", t_s=self._last_t_acq_s)
+            self._beam_on = False
+        log.error("recording failed (%s): beam held, session ends", exc)
+        raise RecordingFault(f"{self.recorder.out_dir if self.recorder else ''}: recording: {exc.strerror or exc}: beam held, session stopped") from exc
 
     def _record(self, frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness) -> FrameRecord:  # type: ignore[no-untyped-def]
         true_row = true_col = true_out = err = math.nan
@@ -287,9 +373,14 @@ class GatingSession:
         else:
             s.hold_frames_by_reason[decision.reason] = s.hold_frames_by_reason.get(decision.reason, 0) + 1
         if self.recorder is not None:
-            self.recorder.write_frame(record)
+            try:
+                self.recorder.write_frame(record)
+            except OSError as exc:
+                self._recording_failed(exc)
         if self.on_record is not None:
             self.on_record(record)
+        if self.on_frame is not None:
+            self.on_frame(frame, record)
         if s.frames > 1:  # frame 0 is the reference; its latency includes the set-up
             self._latencies_us.append(latency_us)
             self._errors_mm.append(err)
@@ -305,30 +396,54 @@ class GatingSession:
         warm_up_tracking()
         warm_up_gating()
         gc_was_enabled = gc.isenabled()
+        self._t0 = time.perf_counter()
+        self._event("session_start", "startup", self.source.description)
         try:
             for frame in self.source:
+                if frame is None:
+                    # A live source's heartbeat: no frame this period. The watchdog
+                    # thread holds the beam if the silence lasts; nothing to decide here.
+                    continue
                 if self.tracker is None:
                     self._set_up(frame)
                     # Keep the collector out of the loop's tail: collect once now, then
-                    # only between sessions (the loop allocates only small records).
+                    # only every _GC_EVERY_FRAMES frames, after a beam command.
                     gc.collect()
                     gc.freeze()
                     gc.disable()
                 self.process(frame)
+                if self._watchdog is None:
+                    self._watchdog = Watchdog(
+                        self.config.watchdog_periods * self.source.frame_period_s, self._on_watchdog
+                    )
+                    self._watchdog.start()
                 if self.summary.frames % _GC_EVERY_FRAMES == 0:
                     gc.collect(1)  # after the beam command: off the latency path
                 if max_frames is not None and self.summary.frames >= max_frames:
                     self.summary.stopped_by = f"frame limit ({max_frames})"
                     break
-        except KeyboardInterrupt:
-            self.summary.stopped_by = "operator interrupt"
+        except (KeyboardInterrupt, OperatorStop) as exc:
+            self.summary.stopped_by = "operator stop"
+            self._event("operator_stop", "session_end", type(exc).__name__)
+            raise
+        except RecordingFault as exc:
+            self.summary.stopped_by = "recording fault"
+            self._event("recording_fault", "recording_fault", str(exc))
             raise
         finally:
-            self.beam.hold("session_end", t_s=self._last_t_acq_s)
+            if self._watchdog is not None:
+                self._watchdog.stop()
+            with self._beam_lock:
+                self.beam.hold("session_end", t_s=self._last_t_acq_s)
+                self._beam_on = False
             if gc_was_enabled:
                 gc.enable()
             gc.unfreeze()
             self._finish_summary()
+            try:
+                self._event("session_end", "session_end", self.summary.stopped_by)
+            except RecordingFault:
+                pass  # already holding; the session is over either way
         return self.summary
 
     def _finish_summary(self) -> None:
