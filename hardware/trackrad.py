@@ -253,11 +253,25 @@ def _native_stderr_to(sink: list[str]) -> Iterator[None]:
             sink.append(tmp.read().decode("utf-8", errors="replace"))
 
 
+#: Largest image read, in pixels over all frames (e.g. 10,000 frames of 144 x 144 is
+#: 2.1e8). A header that claims more is refused before anything is allocated.
+MAX_PIXELS = 2**28
+
+
 def _read_mha(path: Path, what: str) -> sitk.Image:
     native_messages: list[str] = []
     try:
         with _native_stderr_to(native_messages):
-            image = sitk.ReadImage(str(path))
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            # The header alone first: its sizes are bounded before any pixel is allocated.
+            reader.ReadImageInformation()
+            size = reader.GetSize()
+            n_pixels = math.prod(size) * max(1, reader.GetNumberOfComponents())
+            if n_pixels > MAX_PIXELS:
+                raise InputError(path, "DimSize", f"{' x '.join(map(str, size))} is {n_pixels} pixels: "
+                                 f"more than the {MAX_PIXELS} this reader accepts")
+            image = reader.Execute()
     except RuntimeError as exc:
         # SimpleITK reports truncation as a generic read failure ("cannot be read ...");
         # MetaIO's own words on stderr say what is wrong.
