@@ -268,6 +268,8 @@ def _read_mha(path: Path, what: str) -> sitk.Image:
             reader.ReadImageInformation()
             size = reader.GetSize()
             n_pixels = math.prod(size) * max(1, reader.GetNumberOfComponents())
+            if any(n < 1 for n in size):
+                raise InputError(path, "DimSize", f"{' x '.join(map(str, size))}: every size must be at least 1")
             if n_pixels > MAX_PIXELS:
                 raise InputError(path, "DimSize", f"{' x '.join(map(str, size))} is {n_pixels} pixels: "
                                  f"more than the {MAX_PIXELS} this reader accepts")

@@ -104,6 +104,16 @@ def test_mha_header_sizes_are_bounded_before_allocation(dims: list[int], n_dims:
         assert case.frames.size <= MAX_PIXELS
 
 
+@pytest.mark.parametrize("dims", ["0 2147483648 2147483648", "4 0 12"])
+def test_a_zero_size_is_refused_by_name(tmp_path: Path, dims: str) -> None:
+    """Regression (found by the long fuzz run): DimSize 0 x 2^31 x 2^31 passed the pixel
+    bound (product 0) and numpy then raised 'array is too big'."""
+    files = dict(CASE_FILES)
+    files[FRAMES_FILE] = CASE_FILES[FRAMES_FILE].replace(b"DimSize = 4 10 12", f"DimSize = {dims}".encode())
+    with pytest.raises(InputError, match="DimSize"):
+        read_case(_write(tmp_path / "F_001", files))
+
+
 def test_a_huge_claimed_size_is_refused_by_name(tmp_path: Path) -> None:
     text = CASE_FILES[FRAMES_FILE].replace(b"DimSize = 4 10 12", b"DimSize = 100000 4096 4096")
     assert text != CASE_FILES[FRAMES_FILE], "fixture layout changed: DimSize line not found"
