@@ -264,7 +264,14 @@ def _read_slice(path: Path) -> _Slice:
     # below; the rest are vendor quirks, logged rather than printed as warnings.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _read_slice_checked(path)
+        try:
+            result = _read_slice_checked(path)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            # pydicom parses elements lazily: a corrupt element raises (NotImplementedError,
+            # KeyError, struct.error, ...) only when it is first read, anywhere above.
+            raise InputError(path, "file", f"corrupt DICOM ({type(exc).__name__}: {exc})") from exc
     for w in caught:
         log.debug("%s: pydicom: %s", path, w.message)
     return result

@@ -114,6 +114,19 @@ def test_a_zero_size_is_refused_by_name(tmp_path: Path, dims: str) -> None:
         read_case(_write(tmp_path / "F_001", files))
 
 
+def test_a_corrupt_value_representation_is_refused(tmp_path: Path) -> None:
+    """Regression (found by the fuzz run): a zeroed byte in Columns' VR made pydicom raise
+    NotImplementedError lazily, when the element was first read."""
+    files = dict(SERIES_FILES)
+    name = sorted(files)[0]
+    data = bytearray(files[name])
+    where = data.index(b"\x28\x00\x11\x00US")  # (0028,0011) Columns, explicit VR
+    data[where + 5] = 0
+    files[name] = bytes(data)
+    with pytest.raises(InputError, match="corrupt DICOM"):
+        read_series(_write(tmp_path, files), fps=8.0, spacing_mm=(2.0, 2.0))
+
+
 def test_a_huge_claimed_size_is_refused_by_name(tmp_path: Path) -> None:
     text = CASE_FILES[FRAMES_FILE].replace(b"DimSize = 4 10 12", b"DimSize = 100000 4096 4096")
     assert text != CASE_FILES[FRAMES_FILE], "fixture layout changed: DimSize line not found"
