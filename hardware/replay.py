@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware import dicom_series, trackrad
+from hardware import cine_raw, dicom_series, roi_contours, sendexternal, trackrad
 from hardware.errors import InputError
 from hardware.frame import Frame
 
@@ -24,25 +24,35 @@ log = logging.getLogger(__name__)
 
 TRACKRAD = "TrackRAD2025"
 DICOM = "DICOM"
+SENDEXTERNAL = "MRIdian SendExternal"
+CINE_RAW = "MRIdian cine raw"
+#: Recording files (not folders) by suffix (lower case).
+FILE_FORMATS = {".dat": SENDEXTERNAL, ".raw": CINE_RAW}
 
 
 def detect_format(path: str | Path) -> str:
-    """Which recording format a folder holds: :data:`TRACKRAD` or :data:`DICOM`.
+    """Which recording format a path holds.
 
-    A folder with an ``images/`` subfolder is a TrackRAD2025 case; a folder holding
-    files that are not skipped by name (see :mod:`hardware.dicom_series`) is taken as a
-    DICOM series, whose reader then checks every file.
+    A ``.dat`` file is a SendExternal stream (:data:`SENDEXTERNAL`), a ``.raw`` file a
+    cine raw file (:data:`CINE_RAW`). A folder with an ``images/`` subfolder is a
+    TrackRAD2025 case (:data:`TRACKRAD`); a folder holding files that are not skipped by
+    name (see :mod:`hardware.dicom_series`) is taken as a DICOM series (:data:`DICOM`),
+    whose reader then checks every file.
 
     Raises
     ------
     InputError
-        The path does not exist, is not a folder, is empty, or holds neither format.
+        The path does not exist, is a file of another kind, is an empty folder, or holds
+        neither folder format.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "recording", "does not exist")
     if not path.is_dir():
-        raise InputError(path, "recording", "is a file; pass the folder of a TrackRAD2025 case or of one DICOM series")
+        if path.suffix.lower() in FILE_FORMATS:
+            return FILE_FORMATS[path.suffix.lower()]
+        raise InputError(path, "recording", "is a file but not a .dat (SendExternal) or .raw (cine raw) recording; "
+                         "pass one of those, or the folder of a TrackRAD2025 case or of one DICOM series")
     if (path / "images").is_dir():
         return TRACKRAD
     entries = [p for p in path.iterdir() if not p.name.startswith(".")]
@@ -60,7 +70,8 @@ def detect_format(path: str | Path) -> str:
 
 
 class ReplaySource:
-    """Frames of a TrackRAD2025 case folder or a DICOM series folder, replayed.
+    """Frames of a recording replayed: a TrackRAD2025 case folder, a DICOM series
+    folder, a SendExternal ``.dat`` file or a cine ``.raw`` file.
 
     Implements :class:`~hardware.frame.FrameSource`. Iterating yields each frame once,
     in order: the source is single-pass, like a live scanner. Breaking out of a loop and
@@ -70,10 +81,13 @@ class ReplaySource:
     Parameters
     ----------
     path : str or Path
-        A TrackRAD2025 case folder or a folder holding one DICOM series.
+        A TrackRAD2025 case folder, a folder holding one DICOM series, a ``.dat`` file
+        (SendExternal records, see :mod:`hardware.sendexternal`) or a ``.raw`` file
+        (see :mod:`hardware.cine_raw`).
     fps : float, optional
-        Frame rate (frames/s) for a recording that gives none; when the recording has
-        its own frame times or rate, this replaces them (logged).
+        Frame rate (frames/s) for a recording that gives none (a ``.raw`` file, a
+        ``.dat`` file without the ``Maestro.AcquisitionTime_s`` key); when the recording
+        has its own frame times or rate, this replaces them (logged).
     spacing_mm : (float, float), optional
         Pixel spacing (row, col) in mm for a recording that gives none; otherwise it
         overrides the files' (a disagreement is logged).
@@ -85,6 +99,11 @@ class ReplaySource:
         Stamps ``t_recv_s`` and paces real-time replay; ``time.perf_counter`` by default.
     sleep : callable taking float seconds
         Waits in real-time replay; ``time.sleep`` by default.
+    contours : str or Path, optional
+        A tracking-contour ROI binary (see :mod:`hardware.roi_contours`) for this
+        recording. The contour with ``cine_id`` 0 becomes the first frame's target
+        (``reference_label``, replacing any first label of the recording), and every
+        contour is rasterised into ``reference_masks`` for comparison with tracking.
 
     Attributes
     ----------
@@ -105,6 +124,10 @@ class ReplaySource:
         Whether every frame carries a label.
     times_s : (T,) float64 ndarray, read-only
         Acquisition time of each frame from the first (s).
+    reference_masks : dict of int to (H, W) bool ndarray
+        Per-frame reference masks from ``contours`` (frame index to mask); empty
+        without ``contours``. Contours for frames the recording lacks are dropped
+        (logged).
 
     Raises
     ------
@@ -124,6 +147,7 @@ class ReplaySource:
         realtime: bool = False,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
+        contours: str | Path | None = None,
     ) -> None:
         if fps is not None and (isinstance(fps, bool) or not (math.isfinite(fps) and fps > 0.0)):
             raise ValueError(f"fps must be finite and > 0 frames/s, got {fps!r}")
@@ -139,6 +163,10 @@ class ReplaySource:
                 reference = labels[0]
             name = f"{TRACKRAD} case {case.case_id}"
             timing = f"{rate:.3f} frames/s"
+        elif self.format in (SENDEXTERNAL, CINE_RAW):
+            frames, times_s, rate, spacing, timing = _read_file_recording(self.path, self.format, fps, spacing_mm)
+            labels, reference = None, None
+            name = f"{self.format} file"
         else:
             series = dicom_series.read_series(self.path, fps=fps, spacing_mm=spacing_mm)
             frames, labels, times_s = series.frames, None, series.times_s
@@ -147,9 +175,20 @@ class ReplaySource:
             name = f"{DICOM} series {series.series_uid}"
             timing = f"{rate:.3f} frames/s ({'AcquisitionTime' if series.times_from_file else 'given rate'})"
 
+        self.reference_masks: dict[int, np.ndarray] = {}
+        if contours is not None:
+            self.reference_masks = _contour_masks(Path(contours), frames.shape)
+            if 0 in self.reference_masks:
+                if reference is not None:
+                    log.info("%s: the contour of frame 0 replaces the recording's first-frame label", contours)
+                reference = self.reference_masks[0]
+            else:
+                log.warning("%s: no contour for frame 0 (cine_id 0): the first frame's target must come from "
+                            "elsewhere", contours)
+            name += f" with reference contours {Path(contours).name}"
         # Frames are handed over as views: make them read-only so no consumer can alter
         # what a later reader (or a recording of the session) sees.
-        for array in (frames, labels, times_s, reference):
+        for array in (frames, labels, times_s, reference, *self.reference_masks.values()):
             if array is not None:
                 array.flags.writeable = False
         self._frames = frames
@@ -233,3 +272,75 @@ class ReplaySource:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _read_file_recording(
+    path: Path, fmt: str, fps: float | None, spacing_mm: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray, float, tuple[float, float], str]:
+    """Frames (T, H, W) float32, times (s), rate (frames/s), spacing (row, col) mm and a
+    timing description of a ``.dat`` or ``.raw`` file."""
+    file_times: np.ndarray | None = None
+    if fmt == SENDEXTERNAL:
+        records = sendexternal.read_dat(path)
+        first = records[0]
+        for i, r in enumerate(records[1:], start=1):
+            if r.shape != first.shape or r.spacing_mm != first.spacing_mm:
+                raise InputError(path, f"record {i}", f"{r.shape[0]} x {r.shape[1]} px at {r.spacing_mm} mm differs "
+                                 f"from record 0 ({first.shape[0]} x {first.shape[1]} px at {first.spacing_mm} mm): "
+                                 "a recording keeps one geometry")
+        frames = np.stack([r.pixels for r in records]).astype(np.float32)
+        file_spacing = first.spacing_mm
+        stamped = [r.acquisition_time_s is not None for r in records]
+        if any(stamped) and not all(stamped):
+            i = stamped.index(False)
+            raise InputError(path, f"record {i}", f"has no {sendexternal.ACQUISITION_TIME_KEY} while other records "
+                             "do: frame times would be unknown for some frames")
+        if all(stamped):
+            t = np.array([r.acquisition_time_s for r in records], dtype=np.float64)
+            file_times = t - t[0]
+    else:
+        raw = cine_raw.read_raw(path)
+        frames = raw.frames.astype(np.float32)
+        file_spacing = raw.spacing_mm
+    spacing = file_spacing
+    if spacing_mm is not None:
+        if not np.allclose(spacing_mm, file_spacing, rtol=1e-6, atol=0.0):
+            log.warning("%s: the file gives pixel spacing %s mm; using the %s mm given", path, file_spacing, spacing_mm)
+        spacing = spacing_mm
+    n = frames.shape[0]
+    if fps is not None:
+        if file_times is not None:
+            log.warning("%s: replacing the recorded frame times by index / %g fps as given", path, fps)
+        return frames, np.arange(n, dtype=np.float64) / fps, float(fps), spacing, f"{fps:.3f} frames/s (given rate)"
+    if file_times is None:
+        what = "a .raw file has no frame times" if fmt == CINE_RAW else (
+            f"the records carry no {sendexternal.ACQUISITION_TIME_KEY}, so frame times are unknown")
+        raise InputError(path, "frame rate", f"{what}: pass the frame rate (--fps)")
+    intervals = np.diff(file_times)
+    if n < 2 or not (intervals > 0.0).all():
+        raise InputError(path, sendexternal.ACQUISITION_TIME_KEY, "frame times must increase from record to record "
+                         "(and a single frame gives no rate): pass the frame rate (--fps)")
+    rate = 1.0 / float(np.median(intervals))
+    return frames, file_times, rate, spacing, f"{rate:.3f} frames/s ({sendexternal.ACQUISITION_TIME_KEY})"
+
+
+def _contour_masks(path: Path, shape: tuple[int, int, int]) -> dict[int, np.ndarray]:
+    """Masks of the contours in ``path`` for the frames of a (T, H, W) recording."""
+    n, height, width = shape
+    by_frame = roi_contours.contours_by_frame(roi_contours.read_contours(path), path)
+    masks: dict[int, np.ndarray] = {}
+    dropped = 0
+    for cine_id, contour in sorted(by_frame.items()):
+        if not 0 <= cine_id < n:
+            dropped += 1
+            continue
+        masks[cine_id] = roi_contours.contour_to_mask(contour, (height, width))
+    if dropped:
+        log.warning("%s: %d contours name frames outside the recording's 0 to %d; ignored", path, dropped, n - 1)
+    if 0 in masks and not masks[0].any():
+        raise InputError(path, "contour of cine_id 0", f"covers no pixel centre of the {height} x {width} frame: it "
+                         "cannot serve as the first frame's target")
+    if not masks:
+        raise InputError(path, "cine_id", f"no contour names a frame of the recording (0 to {n - 1})")
+    log.info("%s: reference contours for %d of %d frames", path, len(masks), n)
+    return masks

@@ -1,0 +1,559 @@
+"""SendExternal cine records (the MRIdian console's ``*.dat`` frame stream): codec.
+
+What is known and what is inferred
+----------------------------------
+The layout follows the conversion scripts published by the TrackRAD2025 organisers
+(``PeterT1000/trackrad2025``, ``scripts/proprietary_format_conversion/mridian_cine_data``,
+"based on code provided by ViewRay"); no sample file is public. See
+``../shared/docs/mridian-formats.md``. Every integer is little-endian. A stream is a
+sequence of records::
+
+    header_size  int32   bytes of ASCII header that follow; 0 ends the stream
+    data_size    int32   bytes of pixel data; must equal rows x cols x 2
+    header       header_size bytes of ASCII "key = value" entries
+    pixels       rows x cols int16
+
+Known (from the scripts):
+
+- the record layout above, and that a record whose ``header_size`` is 0 ends the stream
+  (as does the end of the file);
+- the header keys ``DICOM.NoOfRows``, ``DICOM.NoOfCols``, ``DICOM.PosVec.0/1/2``,
+  ``DICOM.SliceThickness``, ``DICOM.SliceLocation``, ``DICOM.PixelSpacing.0/1`` and
+  ``DICOM.SequenceDescription``; the script removes all whitespace before searching, so
+  ``key=value`` and ``key = value`` are both accepted here; other keys are kept;
+- the pixel order: the rows x cols values fill a rows x cols matrix column by column
+  (the row index varies fastest), which is then mirrored left-right. In NumPy terms the
+  displayed frame is ``np.frombuffer(buf, "<i2").reshape(cols, rows).T[:, ::-1]``.
+
+Inferred (this project's reading; the scripts do not say):
+
+- ``DICOM.PixelSpacing.0`` is the spacing between *rows* (mm) and ``.1`` between
+  columns, following the DICOM ``PixelSpacing`` convention, applied to the displayed
+  frame. MRIdian cine pixels are square (3.515625 mm in the scripts' example), so the two
+  readings cannot be told apart on console data.
+- ``data_size`` is rows x cols x 2 (the published reader ignores it); a record whose
+  sizes disagree is refused rather than guessed at.
+- The end record carries ``data_size`` 0 after its ``header_size`` 0 (8 zero bytes,
+  :data:`END_OF_STREAM`). A file that ends right after the 4-byte ``header_size`` 0 is
+  also accepted, since the published reader stops reading there. Bytes after the end
+  record are refused.
+- Trailing NUL bytes in a header are C-string padding and are ignored.
+- A value extends from its ``=`` to the whitespace before the next ``key =`` (or the end
+  of the header), so a value may contain spaces (e.g. a sequence description).
+
+The project's own extensions:
+
+- ``Maestro.AcquisitionTime_s`` (:data:`ACQUISITION_TIME_KEY`): the frame's acquisition
+  time in s from the start of the series, written by this project's encoder so that a
+  recording keeps its frame times. The console is not known to send it; without it a
+  reader needs the frame rate from elsewhere.
+- Bounds that stop a corrupt size from allocating memory: ``header_size`` <=
+  :data:`MAX_HEADER_BYTES`, 1 <= rows, cols <= :data:`MAX_DIMENSION`.
+- TCP as the live transport of these records is this project's choice (see
+  :mod:`hardware.mridian_source`); the decoder works the same on a file and on a socket
+  byte stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+
+from hardware.errors import InputError
+from hardware.format_errors import FormatError
+
+log = logging.getLogger(__name__)
+
+#: The largest header accepted (bytes). Console headers are a few hundred bytes.
+MAX_HEADER_BYTES = 64 * 1024
+#: The largest number of rows or columns accepted. MRIdian cine frames are 270 x 270 or less.
+MAX_DIMENSION = 1024
+#: The largest pixel block accepted (bytes), implied by :data:`MAX_DIMENSION`.
+MAX_DATA_BYTES = MAX_DIMENSION * MAX_DIMENSION * 2
+#: The largest pixel spacing or slice thickness accepted as plausible (mm).
+MAX_SPACING_MM = 100.0
+
+ROWS_KEY = "DICOM.NoOfRows"
+COLS_KEY = "DICOM.NoOfCols"
+SPACING_KEYS = ("DICOM.PixelSpacing.0", "DICOM.PixelSpacing.1")
+POSITION_KEYS = ("DICOM.PosVec.0", "DICOM.PosVec.1", "DICOM.PosVec.2")
+SLICE_THICKNESS_KEY = "DICOM.SliceThickness"
+SLICE_LOCATION_KEY = "DICOM.SliceLocation"
+SEQUENCE_DESCRIPTION_KEY = "DICOM.SequenceDescription"
+#: The project's own header key: acquisition time in s from the start of the series.
+ACQUISITION_TIME_KEY = "Maestro.AcquisitionTime_s"
+
+#: Keys every record must carry.
+REQUIRED_KEYS: tuple[str, ...] = (ROWS_KEY, COLS_KEY, *SPACING_KEYS)
+#: Keys whose values the record holds as typed fields.
+TYPED_KEYS: frozenset[str] = frozenset(
+    {ROWS_KEY, COLS_KEY, *SPACING_KEYS, *POSITION_KEYS, SLICE_THICKNESS_KEY, SLICE_LOCATION_KEY,
+     SEQUENCE_DESCRIPTION_KEY, ACQUISITION_TIME_KEY}
+)
+
+_PREFIX = struct.Struct("<ii")
+PREFIX_BYTES = _PREFIX.size
+#: The record that ends a stream: ``header_size`` 0, then ``data_size`` 0.
+END_OF_STREAM: bytes = _PREFIX.pack(0, 0)
+
+# A key starts the header or follows whitespace, and is followed by optional whitespace
+# and "=". Keys are dotted identifiers (DICOM.PosVec.0).
+_KEY_RE = re.compile(r"(?:(?<=\s)|^)([A-Za-z_][A-Za-z0-9_.\-]*)\s*=")
+_INT_RE = re.compile(r"[+-]?\d+(?:\.0*)?")
+
+
+class SendExternalError(FormatError):
+    """A SendExternal stream that breaks a rule of the format (names offset and field)."""
+
+
+@dataclass(frozen=True, eq=False)
+class SendExternalRecord:
+    """One cine frame as a SendExternal record.
+
+    Attributes
+    ----------
+    pixels : (rows, cols) int16 ndarray, read-only
+        The frame in display orientation (after the column-major fill and the left-right
+        mirror), row 0 at the top.
+    spacing_mm : (float, float)
+        Pixel spacing (row, col) in mm from ``DICOM.PixelSpacing.0`` / ``.1`` (which index
+        is the row is an inference, see the module doc).
+    slice_thickness_mm : float or None
+        ``DICOM.SliceThickness`` (mm), when present.
+    position : (float, float, float) or None
+        ``DICOM.PosVec.0/1/2`` (slice position as the console gives it), when present.
+    slice_location : float or None
+        ``DICOM.SliceLocation``, when present.
+    sequence_description : str or None
+        ``DICOM.SequenceDescription``, when present.
+    acquisition_time_s : float or None
+        ``Maestro.AcquisitionTime_s`` (the project's extension), when present.
+    metadata : mapping of str to str, read-only
+        Every header entry as read, raw strings, in header order (typed keys included).
+        On encoding, entries whose keys are not typed fields are written after the typed
+        ones; typed keys are always written from the typed fields.
+    """
+
+    pixels: np.ndarray
+    spacing_mm: tuple[float, float]
+    slice_thickness_mm: float | None = None
+    position: tuple[float, float, float] | None = None
+    slice_location: float | None = None
+    sequence_description: str | None = None
+    acquisition_time_s: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        pixels = self.pixels
+        if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.dtype != np.int16:
+            what = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+            raise ValueError(f"pixels must be a (rows, cols) int16 array, got {what}")
+        rows, cols = pixels.shape
+        if not (1 <= rows <= MAX_DIMENSION and 1 <= cols <= MAX_DIMENSION):
+            raise ValueError(f"pixels must have 1 to {MAX_DIMENSION} rows and columns, got {rows} x {cols}")
+        if not pixels.flags.c_contiguous or pixels.flags.writeable:
+            pixels = np.ascontiguousarray(pixels).copy()
+            pixels.flags.writeable = False
+            object.__setattr__(self, "pixels", pixels)
+        spacing = tuple(float(v) for v in self.spacing_mm)
+        if len(spacing) != 2 or not all(math.isfinite(v) and 0.0 < v <= MAX_SPACING_MM for v in spacing):
+            raise ValueError(f"spacing_mm must be two finite values in (0, {MAX_SPACING_MM:g}] mm, got {self.spacing_mm!r}")
+        object.__setattr__(self, "spacing_mm", spacing)
+        if self.slice_thickness_mm is not None:
+            t = float(self.slice_thickness_mm)
+            if not (math.isfinite(t) and 0.0 <= t <= MAX_SPACING_MM):
+                raise ValueError(f"slice_thickness_mm must be finite in [0, {MAX_SPACING_MM:g}] mm, got {t!r}")
+            object.__setattr__(self, "slice_thickness_mm", t)
+        if self.position is not None:
+            pos = tuple(float(v) for v in self.position)
+            if len(pos) != 3 or not all(math.isfinite(v) for v in pos):
+                raise ValueError(f"position must be three finite values, got {self.position!r}")
+            object.__setattr__(self, "position", pos)
+        for name in ("slice_location", "acquisition_time_s"):
+            value = getattr(self, name)
+            if value is not None:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError(f"{name} must be finite, got {value!r}")
+                object.__setattr__(self, name, value)
+        if self.sequence_description is not None:
+            text = str(self.sequence_description)
+            if not _is_printable_ascii(text) or text != text.strip() or _KEY_RE.search(" " + text):
+                raise ValueError(f"sequence_description must be printable ASCII without leading or trailing "
+                                 f"whitespace and without 'key =' text, got {text!r}")
+            object.__setattr__(self, "sequence_description", text)
+        meta = dict(self.metadata)
+        for key, value in meta.items():
+            if not isinstance(key, str) or _KEY_RE.fullmatch(key + "=") is None:
+                raise ValueError(f"metadata key {key!r} must be a dotted identifier (letters, digits, _ . -)")
+            if key not in TYPED_KEYS and (not isinstance(value, str) or not _is_printable_ascii(value)
+                                          or value != value.strip() or _KEY_RE.search(" " + value)):
+                raise ValueError(f"metadata[{key!r}] must be printable ASCII without leading or trailing "
+                                 f"whitespace and without 'key =' text, got {value!r}")
+        object.__setattr__(self, "metadata", MappingProxyType(meta))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of the frame."""
+        return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
+
+
+def _is_printable_ascii(text: str) -> bool:
+    return all(" " <= ch <= "~" for ch in text)
+
+
+# -- encoding ------------------------------------------------------------------------------
+def _format_float(value: float) -> str:
+    # repr round-trips a float exactly; the console writes "%f", which this reader also reads.
+    return repr(float(value))
+
+
+def header_entries(record: SendExternalRecord) -> list[tuple[str, str]]:
+    """The (key, value) entries :func:`encode_record` writes, in order."""
+    rows, cols = record.shape
+    entries = [
+        (ROWS_KEY, str(rows)),
+        (COLS_KEY, str(cols)),
+        (SPACING_KEYS[0], _format_float(record.spacing_mm[0])),
+        (SPACING_KEYS[1], _format_float(record.spacing_mm[1])),
+    ]
+    if record.position is not None:
+        entries += [(k, _format_float(v)) for k, v in zip(POSITION_KEYS, record.position)]
+    if record.slice_thickness_mm is not None:
+        entries.append((SLICE_THICKNESS_KEY, _format_float(record.slice_thickness_mm)))
+    if record.slice_location is not None:
+        entries.append((SLICE_LOCATION_KEY, _format_float(record.slice_location)))
+    if record.sequence_description is not None:
+        entries.append((SEQUENCE_DESCRIPTION_KEY, record.sequence_description))
+    if record.acquisition_time_s is not None:
+        entries.append((ACQUISITION_TIME_KEY, _format_float(record.acquisition_time_s)))
+    entries += [(k, v) for k, v in record.metadata.items() if k not in TYPED_KEYS]
+    return entries
+
+
+def encode_record(record: SendExternalRecord) -> bytes:
+    """The bytes of one record: sizes, ASCII header, pixels in the console's order.
+
+    The header is one ``key = value`` entry per line. Pixels are written so that the
+    decoder's column-major fill and left-right mirror give back ``record.pixels``.
+    """
+    header = "\n".join(f"{k} = {v}" for k, v in header_entries(record)).encode("ascii")
+    if len(header) > MAX_HEADER_BYTES:
+        raise ValueError(f"the header would be {len(header)} bytes, more than {MAX_HEADER_BYTES}: drop metadata")
+    # Display = stored.reshape(cols, rows).T[:, ::-1], so stored = display[:, ::-1].T in C order.
+    stored = np.ascontiguousarray(record.pixels[:, ::-1].T, dtype="<i2")
+    data = stored.tobytes()
+    return _PREFIX.pack(len(header), len(data)) + header + data
+
+
+# -- decoding ------------------------------------------------------------------------------
+class SendExternalDecoder:
+    """Streaming decoder: bytes in, records out, the same on a file and on a socket.
+
+    Feed it bytes as they arrive, split anywhere; each call returns the records completed
+    by those bytes. Sizes are checked against their bounds before any buffer is kept for
+    them, so a corrupt size never allocates memory.
+
+    Parameters
+    ----------
+    source : str or Path
+        Names the file or stream in error messages.
+
+    Attributes
+    ----------
+    source : str
+    offset : int
+        Bytes of the stream consumed into complete records (including the end record).
+    ended : bool
+        Whether the end-of-stream record has been read.
+    n_records : int
+        Frame records decoded so far.
+    """
+
+    def __init__(self, source: str | Path = "<stream>") -> None:
+        self.source = str(source)
+        self.offset = 0
+        self.ended = False
+        self.n_records = 0
+        self._buf = bytearray()
+        self._failed: SendExternalError | None = None
+        # The parsed header of the record being received, kept while its pixels arrive.
+        self._pending: dict[str, object] | None = None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes received but not yet part of a complete record."""
+        return len(self._buf)
+
+    def _error(self, offset: int, field: str, rule: str) -> SendExternalError:
+        self._failed = SendExternalError(self.source, offset, field, rule)
+        return self._failed
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[SendExternalRecord]:
+        """Take the next bytes of the stream; return the records they complete.
+
+        Raises
+        ------
+        SendExternalError
+            The stream breaks a rule (see the module doc); the decoder stays failed and
+            raises the same error on every later call.
+        """
+        if self._failed is not None:
+            raise self._failed
+        if not data:
+            return []
+        if self.ended:
+            raise self._error(self.offset, "end of stream", f"{len(data)} bytes follow the end-of-stream record")
+        self._buf += data
+        records: list[SendExternalRecord] = []
+        while not self.ended:
+            record = self._next_record()
+            if record is None:
+                break
+            records.append(record)
+        if self.ended and self._buf:
+            raise self._error(self.offset, "end of stream", f"{len(self._buf)} bytes follow the end-of-stream record")
+        return records
+
+    def _next_record(self) -> SendExternalRecord | None:
+        buf, start = self._buf, self.offset
+        if len(buf) < 4:
+            return None
+        header_size = int.from_bytes(buf[0:4], "little", signed=True)
+        if not 0 <= header_size <= MAX_HEADER_BYTES:
+            raise self._error(start, "header_size", f"{header_size} is outside 0 to {MAX_HEADER_BYTES} bytes")
+        if len(buf) < PREFIX_BYTES:
+            return None
+        data_size = int.from_bytes(buf[4:8], "little", signed=True)
+        if header_size == 0:
+            if data_size != 0:
+                raise self._error(start + 4, "data_size", f"{data_size} in the end-of-stream record (header_size 0): "
+                                  "must be 0")
+            del buf[:PREFIX_BYTES]
+            self.offset += PREFIX_BYTES
+            self.ended = True
+            log.debug("%s: end-of-stream record at byte %d after %d records", self.source, start, self.n_records)
+            return None
+        if not 2 <= data_size <= MAX_DATA_BYTES:
+            raise self._error(start + 4, "data_size", f"{data_size} is outside 2 to {MAX_DATA_BYTES} bytes "
+                              f"({MAX_DIMENSION} x {MAX_DIMENSION} int16)")
+        total = PREFIX_BYTES + header_size + data_size
+        if len(buf) < PREFIX_BYTES + header_size:
+            return None
+        # The header is checked as soon as it is complete, before waiting for the pixels.
+        fields = self._pending
+        if fields is None:
+            fields = self._parse_header(bytes(buf[PREFIX_BYTES:PREFIX_BYTES + header_size]), start + PREFIX_BYTES)
+            rows, cols = int(fields["rows"]), int(fields["cols"])  # type: ignore[call-overload]
+            if data_size != rows * cols * 2:
+                raise self._error(start + 4, "data_size", f"{data_size} bytes disagrees with {ROWS_KEY} x {COLS_KEY} "
+                                  f"x 2 = {rows} x {cols} x 2 = {rows * cols * 2}")
+            self._pending = fields
+        rows, cols = int(fields["rows"]), int(fields["cols"])  # type: ignore[call-overload]
+        if len(buf) < total:
+            return None
+        pixel_bytes = bytes(buf[PREFIX_BYTES + header_size:total])
+        del buf[:total]
+        self.offset += total
+        self._pending = None
+        stored = np.frombuffer(pixel_bytes, dtype="<i2").reshape(cols, rows)
+        pixels = np.ascontiguousarray(stored.T[:, ::-1], dtype=np.int16)
+        pixels.flags.writeable = False
+        self.n_records += 1
+        return SendExternalRecord(
+            pixels=pixels,
+            spacing_mm=fields["spacing"],
+            slice_thickness_mm=fields["thickness"],
+            position=fields["position"],
+            slice_location=fields["location"],
+            sequence_description=fields["description"],
+            acquisition_time_s=fields["time"],
+            metadata=fields["metadata"],
+        )
+
+    def _parse_header(self, raw: bytes, base: int) -> dict[str, object]:
+        text_bytes = raw.rstrip(b"\x00")
+        for i, byte in enumerate(text_bytes):
+            if byte > 0x7E or (byte < 0x20 and byte not in b"\t\n\r\x0b\x0c"):
+                raise self._error(base + i, "header", f"byte 0x{byte:02x} is not printable ASCII: the header must be "
+                                  "ASCII 'key = value' text")
+        text = text_bytes.decode("ascii")
+        matches = list(_KEY_RE.finditer(text))
+        leading = text[: matches[0].start()] if matches else text
+        if leading.strip():
+            at = len(leading) - len(leading.lstrip())
+            raise self._error(base + at, "header", f"text {leading.strip()[:40]!r} is not a 'key = value' entry")
+        entries: dict[str, str] = {}
+        where: dict[str, int] = {}
+        for m, nxt in zip(matches, matches[1:] + [None]):
+            key = m.group(1)
+            value = text[m.end(): nxt.start() if nxt is not None else len(text)].strip()
+            if key in entries and entries[key] != value:
+                raise self._error(base + m.start(), key, f"appears twice with different values "
+                                  f"({entries[key]!r} and {value!r})")
+            entries[key] = value
+            where.setdefault(key, base + m.end())
+        for key in REQUIRED_KEYS:
+            if key not in entries:
+                raise self._error(base, key, "missing from the header (required: " + ", ".join(REQUIRED_KEYS) + ")")
+
+        def number(key: str) -> float:
+            try:
+                value = float(entries[key])
+            except ValueError:
+                raise self._error(where[key], key, f"{entries[key]!r} is not a number") from None
+            if not math.isfinite(value):
+                raise self._error(where[key], key, f"{entries[key]!r} must be finite")
+            return value
+
+        def dimension(key: str) -> int:
+            text_value = entries[key]
+            if _INT_RE.fullmatch(text_value) is None:
+                raise self._error(where[key], key, f"{text_value!r} is not a whole number")
+            value = int(float(text_value))
+            if not 1 <= value <= MAX_DIMENSION:
+                raise self._error(where[key], key, f"{value} is outside 1 to {MAX_DIMENSION}")
+            return value
+
+        def optional(key: str) -> float | None:
+            return number(key) if key in entries else None
+
+        rows, cols = dimension(ROWS_KEY), dimension(COLS_KEY)
+        spacing = (number(SPACING_KEYS[0]), number(SPACING_KEYS[1]))
+        for key, value in zip(SPACING_KEYS, spacing):
+            if not 0.0 < value <= MAX_SPACING_MM:
+                raise self._error(where[key], key, f"{value:g} mm is outside (0, {MAX_SPACING_MM:g}] mm")
+        thickness = optional(SLICE_THICKNESS_KEY)
+        if thickness is not None and not 0.0 <= thickness <= MAX_SPACING_MM:
+            raise self._error(where[SLICE_THICKNESS_KEY], SLICE_THICKNESS_KEY,
+                              f"{thickness:g} mm is outside [0, {MAX_SPACING_MM:g}] mm")
+        present = [k for k in POSITION_KEYS if k in entries]
+        if present and len(present) != 3:
+            missing = [k for k in POSITION_KEYS if k not in entries]
+            raise self._error(base, missing[0], f"missing while {', '.join(present)} is present: a position needs "
+                              "all three components")
+        position = tuple(number(k) for k in POSITION_KEYS) if present else None
+        return {
+            "rows": rows,
+            "cols": cols,
+            "spacing": spacing,
+            "thickness": thickness,
+            "position": position,
+            "location": optional(SLICE_LOCATION_KEY),
+            "description": entries.get(SEQUENCE_DESCRIPTION_KEY),
+            "time": optional(ACQUISITION_TIME_KEY),
+            "metadata": entries,
+        }
+
+    def finish(self) -> None:
+        """Declare the stream over (end of file, closed socket).
+
+        A stream may end after a complete record or with the end-of-stream record; a file
+        that ends right after the end record's ``header_size`` 0 is accepted too.
+
+        Raises
+        ------
+        SendExternalError
+            The stream ends inside a record (truncated).
+        """
+        if self._failed is not None:
+            raise self._failed
+        buf = self._buf
+        if not buf:
+            return
+        if len(buf) == 4 and bytes(buf) == b"\x00\x00\x00\x00":
+            del buf[:]
+            self.offset += 4
+            self.ended = True
+            return
+        start = self.offset
+        if len(buf) < PREFIX_BYTES:
+            raise self._error(start, "header_size" if len(buf) < 4 else "data_size",
+                              f"the stream ends {len(buf)} bytes into a record: truncated")
+        header_size = int.from_bytes(buf[0:4], "little", signed=True)
+        data_size = int.from_bytes(buf[4:8], "little", signed=True)
+        if len(buf) < PREFIX_BYTES + header_size:
+            raise self._error(start + PREFIX_BYTES, "header", f"the stream ends {len(buf) - PREFIX_BYTES} bytes into "
+                              f"a {header_size}-byte header: truncated")
+        raise self._error(start + PREFIX_BYTES + header_size, "pixels", f"the stream ends "
+                          f"{len(buf) - PREFIX_BYTES - header_size} bytes into {data_size} bytes of pixels: truncated")
+
+
+def decode_stream(data: bytes, source: str | Path = "<bytes>") -> list[SendExternalRecord]:
+    """Every record of a complete stream held in memory (see :class:`SendExternalDecoder`)."""
+    decoder = SendExternalDecoder(source)
+    records = decoder.feed(data)
+    decoder.finish()
+    return records
+
+
+# -- files ---------------------------------------------------------------------------------
+#: Bytes read from a file at a time.
+READ_CHUNK_BYTES = 1 << 20
+
+
+def iter_dat(path: str | Path) -> Iterator[SendExternalRecord]:
+    """The records of a ``.dat`` file, one at a time, read in chunks.
+
+    Raises
+    ------
+    InputError
+        The file does not exist or cannot be read.
+    SendExternalError
+        The file breaks a rule of the format (names the byte offset and field).
+    """
+    path = Path(path)
+    decoder = SendExternalDecoder(path)
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise InputError(path, "file", "does not exist") from None
+    except OSError as exc:
+        raise InputError(path, "file", f"cannot be read ({exc.strerror or exc})") from None
+    with handle:
+        while chunk := handle.read(READ_CHUNK_BYTES):
+            yield from decoder.feed(chunk)
+    decoder.finish()
+
+
+def read_dat(path: str | Path) -> list[SendExternalRecord]:
+    """Every record of a ``.dat`` file (see :func:`iter_dat`).
+
+    Raises
+    ------
+    InputError
+        The file is missing or unreadable, holds no frame record, or breaks the format
+        (:class:`SendExternalError`, naming the byte offset and field).
+    """
+    records = list(iter_dat(path))
+    if not records:
+        raise InputError(path, "records", "the file holds no frame record")
+    return records
+
+
+def write_dat(path: str | Path, records: Iterable[SendExternalRecord], *, end_record: bool = True) -> int:
+    """Write records as a ``.dat`` file, then (by default) the end-of-stream record.
+
+    Returns
+    -------
+    int
+        The number of frame records written.
+    """
+    path = Path(path)
+    n = 0
+    with path.open("wb") as handle:
+        for record in records:
+            handle.write(encode_record(record))
+            n += 1
+        if end_record:
+            handle.write(END_OF_STREAM)
+    log.info("wrote %d SendExternal records to %s", n, path)
+    return n
