@@ -14,6 +14,7 @@ import pytest
 from numba.core.runtime import _nrt_python, rtsys
 from scipy import ndimage
 
+from tracking.refine import _refine_kernel
 from tracking.tracker import TemplateTracker, TrackResult
 from tracking.zncc import _search_kernel
 
@@ -476,11 +477,14 @@ def test_track_allocates_nothing_but_the_result(
 
 def test_track_kernel_allocates_no_buffers(tracker: TemplateTracker, canvas: np.ndarray) -> None:
     """Numba's runtime allocates only the per-argument MemInfo wrappers of the arrays
-    passed in (one per array and call), never a buffer inside the kernel."""
+    passed in (one per array and call), never a buffer inside the kernels (the search,
+    then the sub-pixel refinement)."""
     frame = _crop(canvas, (72, 72), (2.5, 1.5))
-    tracker.track(frame)
-    (signature,) = [s for s in _search_kernel.signatures if s[0] == numba.typeof(frame)]
-    n_array_args = sum(isinstance(t, numba.types.Array) for t in signature)
+    assert not tracker.track(frame).at_edge  # so that the refinement runs too
+    n_array_args = 0
+    for kernel in (_search_kernel, _refine_kernel):
+        (signature,) = [s for s in kernel.signatures if s[0] == numba.typeof(frame)]
+        n_array_args += sum(isinstance(t, numba.types.Array) for t in signature)
     was_enabled = _nrt_python.memsys_stats_enabled()
     _nrt_python.memsys_enable_stats()
     try:

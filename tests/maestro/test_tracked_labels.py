@@ -1,0 +1,66 @@
+"""Tests of tracked masks (maestro.tracked_labels) and `maestro replay --labels-out`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from maestro.cli import main
+from maestro.recording import FrameRecord
+from maestro.tracked_labels import TrackedLabels, moved_mask
+
+
+def _square(shape: tuple[int, int] = (20, 20)) -> np.ndarray:
+    m = np.zeros(shape, dtype=bool)
+    m[5:9, 6:10] = True
+    return m
+
+
+def test_moved_mask_hand_computed() -> None:
+    m = _square()
+    np.testing.assert_array_equal(moved_mask(m, 0.0, 0.0), m)
+    np.testing.assert_array_equal(moved_mask(m, 3.0, -2.0), np.roll(np.roll(m, 3, 0), -2, 1))
+    # 0.4 px: each pixel keeps >= 0.6 of its own value, the next gets 0.4 -> unchanged
+    np.testing.assert_array_equal(moved_mask(m, 0.4, 0.0), m)
+    # 0.6 px: the first row drops to 0.4, a new row below reaches 0.6 -> moved by one
+    np.testing.assert_array_equal(moved_mask(m, 0.6, 0.0), np.roll(m, 1, 0))
+    assert not moved_mask(m, math.nan, 0.0).any()
+    assert not moved_mask(m, 30.0, 0.0).any()  # moved out of the image
+    with pytest.raises(ValueError, match="^mask: must"):
+        moved_mask(np.zeros(4, dtype=bool), 0.0, 0.0)
+
+
+def test_collector_builds_one_mask_per_record() -> None:
+    labels = TrackedLabels()
+    for k, (r, c) in enumerate([(0.0, 0.0), (2.4, -4.8), (math.nan, math.nan)]):
+        labels.add(FrameRecord(k, k / 8, r, c, 0.9, 0.0, "on", "", 10.0, 0.9, 0.5))
+    masks = labels.masks(_square(), (2.4, 2.4))
+    assert len(labels) == 3 and masks.shape == (3, 20, 20)
+    np.testing.assert_array_equal(masks[0], _square())
+    np.testing.assert_array_equal(masks[1], np.roll(np.roll(_square(), 1, 0), -2, 1))
+    assert not masks[2].any()
+
+
+def test_replay_writes_tracked_masks_that_match_the_truth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """End to end: a trace-driven phantom case in, TrackRAD labels out, Dice vs truth."""
+    t = np.arange(0.0, 20.0 + 1e-9, 0.2)
+    phase = np.sin(np.pi * t / 4.0) ** 2
+    rows = np.column_stack((t, 0.5 * np.sin(t), -10.0 * phase, 3.0 * phase, np.zeros((t.size, 3))))
+    trace = tmp_path / "trace.txt"
+    np.savetxt(trace, rows, fmt="%.6f")
+    case = tmp_path / "case7"
+    assert main(["phantom", str(case), "--trace", str(trace), "--seconds", "6", "--seed", "3",
+                 "--lesion-mm", "25", "--geometry", "mridian-4fps"]) == 0
+    out = tmp_path / "pred"
+    assert main(["replay", str(case), "--labels-out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tracked masks" in printed
+    pred = np.moveaxis(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "targets" / "case7_labels.mha"))), -1, 0)
+    truth = np.moveaxis(sitk.GetArrayFromImage(sitk.ReadImage(str(case / "targets" / "case7_labels.mha"))), -1, 0)
+    assert pred.shape == truth.shape == (24, 100, 100)
+    dice = [2.0 * np.sum(p & g) / (p.sum() + g.sum()) for p, g in zip(pred.astype(bool), truth.astype(bool))]
+    assert min(dice) >= 0.85 and np.mean(dice) >= 0.9, dice

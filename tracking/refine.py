@@ -1,0 +1,253 @@
+"""Sub-pixel refinement of a template match by Gauss-Newton image alignment.
+
+Why: the ZNCC score map is sampled once per pixel and its peak located by a parabola
+through three scores per axis. When the correlation peak is asymmetric (an edge on one
+side of the target, a vessel on the other) the parabola's vertex is biased toward the
+flatter side, by up to a quarter of a pixel: almost 1 mm at the 3.5 mm pixels of the
+MRIdian 4 fps mode, and the same on every frame. Aligning the template to the image
+directly removes that bias: starting from the ZNCC peak, the translation ``d`` (and a
+gain and an offset, eliminated in closed form) minimising
+
+    sum_x ( I(x + d) - mean - gain * T'(x) )^2
+
+is found by inverse-compositional Gauss-Newton steps (Baker & Matthews, IJCV 2004),
+with the template gradient and the 2 x 2 Hessian computed once and the image sampled
+at sub-pixel positions by Keys cubic convolution (a = -0.5: interpolating, accurate to
+third order, four taps per axis, no prefilter). Every template pixel shares the same
+fractional offset, so each step costs 16 multiply-adds per template pixel.
+
+Reference: S. Baker, I. Matthews, "Lucas-Kanade 20 years on: a unifying framework",
+IJCV 56(3), 2004. R. Keys, "Cubic convolution interpolation for digital image
+processing", IEEE TASSP 29(6), 1981.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from tracking._numba_options import NJIT_OPTIONS
+
+__all__ = ["REFINE_MAX_MOVE_PX", "RefineTemplate", "keys_weights", "prepare_refinement"]
+
+#: A refinement that moves further than this from its start, per axis, has diverged
+#: (the ZNCC peak is within half a pixel of the optimum when both see the same peak).
+REFINE_MAX_MOVE_PX = 1.0
+#: Gauss-Newton steps at most; convergence usually takes 2-4.
+REFINE_MAX_ITER = 8
+#: Stop when a step is smaller than this on both axes, px.
+REFINE_TOL_PX = 1e-3
+
+# Status codes of the kernel (it cannot raise).
+_REFINE_OK = 0
+_REFINE_OUTSIDE = 1  # the interpolation footprint leaves the image
+_REFINE_NONFINITE = 2  # NaN/inf pixels or a non-finite step
+_REFINE_NO_MATCH = 3  # gain <= 0: the image holds the template's negative, not it
+_REFINE_DIVERGED = 4  # moved more than REFINE_MAX_MOVE_PX from the start
+
+# Layout of the kernel's result array.
+_RF_ROW = 0
+_RF_COL = 1
+_RF_ITER = 2
+_RF_SIZE = 3
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _keys_weights(t, out):
+    """Keys (a = -0.5) cubic convolution weights of the taps at -1, 0, 1, 2 for a sample
+    at fractional offset ``t`` in [0, 1) from tap 0."""
+    t2 = t * t
+    t3 = t2 * t
+    out[0] = -0.5 * t3 + t2 - 0.5 * t
+    out[1] = 1.5 * t3 - 2.5 * t2 + 1.0
+    out[2] = -1.5 * t3 + 2.0 * t2 + 0.5 * t
+    out[3] = 0.5 * t3 - 0.5 * t2
+
+
+def keys_weights(t: float) -> np.ndarray:
+    """(4,) float64 Keys cubic convolution weights of the taps at -1, 0, 1, 2 for a
+    sample at fractional offset ``t`` in [0, 1). They sum to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``t`` is not within [0, 1).
+    """
+    t = float(t)
+    if not (0.0 <= t < 1.0):
+        raise ValueError(f"t: must be within [0, 1), got {t!r}")
+    out = np.empty(4)
+    _keys_weights(t, out)
+    return out
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _refine_kernel(
+    image, tmpl_zm, grad_r, grad_c, hess_inv, tmpl_ssd, row0, col0, d_row, d_col,
+    max_iter, tol, warped, wr, wc, result,
+):
+    """Refine the displacement (d_row, d_col) in px of the template whose top-left pixel
+    is (row0, col0) on the reference. Writes ``result`` and returns a status."""
+    n_rows, n_cols = image.shape
+    h, w = tmpl_zm.shape
+    start_r = d_row
+    start_c = d_col
+    result[_RF_ROW] = d_row
+    result[_RF_COL] = d_col
+    result[_RF_ITER] = 0.0
+    n = h * w
+    for it in range(max_iter):
+        pos_r = row0 + d_row
+        pos_c = col0 + d_col
+        ir = int(math.floor(pos_r))
+        ic = int(math.floor(pos_c))
+        if ir - 1 < 0 or ic - 1 < 0 or ir + h + 2 > n_rows or ic + w + 2 > n_cols:
+            return _REFINE_OUTSIDE
+        _keys_weights(pos_r - ir, wr)
+        _keys_weights(pos_c - ic, wc)
+        total = 0.0
+        for i in range(h):
+            for j in range(w):
+                acc = 0.0
+                for a in range(4):
+                    rr = ir + i - 1 + a
+                    row_acc = (
+                        wc[0] * image[rr, ic + j - 1]
+                        + wc[1] * image[rr, ic + j]
+                        + wc[2] * image[rr, ic + j + 1]
+                        + wc[3] * image[rr, ic + j + 2]
+                    )
+                    acc += wr[a] * row_acc
+                warped[i, j] = acc
+                total += acc
+        if not math.isfinite(total):
+            return _REFINE_NONFINITE
+        mean = total / n
+        cross = 0.0
+        for i in range(h):
+            for j in range(w):
+                cross += (warped[i, j] - mean) * tmpl_zm[i, j]
+        gain = cross / tmpl_ssd
+        if not gain > 0.0:
+            return _REFINE_NO_MATCH
+        b_r = 0.0
+        b_c = 0.0
+        for i in range(h):
+            for j in range(w):
+                e = warped[i, j] - mean - gain * tmpl_zm[i, j]
+                b_r += grad_r[i, j] * e
+                b_c += grad_c[i, j] * e
+        step_r = (hess_inv[0, 0] * b_r + hess_inv[0, 1] * b_c) / gain
+        step_c = (hess_inv[1, 0] * b_r + hess_inv[1, 1] * b_c) / gain
+        if not (math.isfinite(step_r) and math.isfinite(step_c)):
+            return _REFINE_NONFINITE
+        d_row -= step_r
+        d_col -= step_c
+        result[_RF_ITER] = it + 1.0
+        if abs(d_row - start_r) > REFINE_MAX_MOVE_PX or abs(d_col - start_c) > REFINE_MAX_MOVE_PX:
+            return _REFINE_DIVERGED
+        if abs(step_r) < tol and abs(step_c) < tol:
+            break
+    result[_RF_ROW] = d_row
+    result[_RF_COL] = d_col
+    return _REFINE_OK
+
+
+class RefineTemplate:
+    """What the refinement needs from the reference, prepared once, plus its buffers.
+
+    Build with :func:`prepare_refinement`. Attributes are read-only in spirit: the
+    kernel writes only ``warped``, ``wr``, ``wc`` and ``result``.
+    """
+
+    __slots__ = ("tmpl_zm", "grad_r", "grad_c", "hess_inv", "tmpl_ssd", "row0", "col0",
+                 "warped", "wr", "wc", "result")
+
+    def __init__(self, tmpl_zm, grad_r, grad_c, hess_inv, tmpl_ssd, row0, col0) -> None:  # type: ignore[no-untyped-def]
+        self.tmpl_zm = tmpl_zm
+        self.grad_r = grad_r
+        self.grad_c = grad_c
+        self.hess_inv = hess_inv
+        self.tmpl_ssd = float(tmpl_ssd)
+        self.row0 = int(row0)
+        self.col0 = int(col0)
+        h, w = tmpl_zm.shape
+        self.warped = np.zeros((h, w), dtype=np.float64)
+        self.wr = np.zeros(4, dtype=np.float64)
+        self.wc = np.zeros(4, dtype=np.float64)
+        self.result = np.zeros(_RF_SIZE, dtype=np.float64)
+
+    def refine(self, image: np.ndarray, d_row_px: float, d_col_px: float) -> int:
+        """Run the kernel from (d_row_px, d_col_px); the answer is in ``result``.
+        Returns the status (0 = refined). Never raises on image content."""
+        # float() keeps one compiled signature per image type (an int start would add one).
+        return _refine_kernel(
+            image, self.tmpl_zm, self.grad_r, self.grad_c, self.hess_inv, self.tmpl_ssd,
+            self.row0, self.col0, float(d_row_px), float(d_col_px), REFINE_MAX_ITER, REFINE_TOL_PX,
+            self.warped, self.wr, self.wc, self.result,
+        )
+
+
+def prepare_refinement(reference: np.ndarray, origin_px: tuple[int, int], shape: tuple[int, int]) -> RefineTemplate | None:
+    """Prepare refinement of the template ``reference[r0:r0+h, c0:c0+w]``.
+
+    The gradient is taken by central differences on the reference itself, so that the
+    template's border pixels use their real neighbours (one-sided at the image border).
+
+    Parameters
+    ----------
+    reference : (H, W) real ndarray
+        The reference frame, finite inside the template.
+    origin_px : (int, int)
+        Top-left pixel (row, col) of the template.
+    shape : (int, int)
+        Template size (h, w), at least 2 x 2.
+
+    Returns
+    -------
+    RefineTemplate or None
+        ``None`` when the template has no gradient to align on (flat, or structure along
+        one direction only: the Hessian is singular) or is not finite around it.
+
+    Raises
+    ------
+    ValueError
+        If the template does not lie inside the reference or is smaller than 2 x 2.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    r0, c0 = int(origin_px[0]), int(origin_px[1])
+    h, w = int(shape[0]), int(shape[1])
+    if ref.ndim != 2 or h < 2 or w < 2 or r0 < 0 or c0 < 0 or r0 + h > ref.shape[0] or c0 + w > ref.shape[1]:
+        raise ValueError(
+            f"origin_px, shape: template {shape} at {origin_px} must lie inside the "
+            f"reference {ref.shape} and be at least 2 x 2"
+        )
+    # Crop with one pixel of context where the image has it, then differentiate.
+    a0, a1 = max(r0 - 1, 0), min(r0 + h + 1, ref.shape[0])
+    b0, b1 = max(c0 - 1, 0), min(c0 + w + 1, ref.shape[1])
+    crop = ref[a0:a1, b0:b1]
+    if not np.isfinite(crop).all():
+        # The context ring holds NaN or inf: differentiate the template alone.
+        a0, a1, b0, b1 = r0, r0 + h, c0, c0 + w
+        crop = ref[a0:a1, b0:b1]
+        if not np.isfinite(crop).all():
+            return None
+    g_r, g_c = np.gradient(crop)
+    sl = (slice(r0 - a0, r0 - a0 + h), slice(c0 - b0, c0 - b0 + w))
+    grad_r = np.ascontiguousarray(g_r[sl])
+    grad_c = np.ascontiguousarray(g_c[sl])
+    tmpl = ref[r0 : r0 + h, c0 : c0 + w]
+    tmpl_zm = np.ascontiguousarray(tmpl - tmpl.mean())
+    tmpl_ssd = float((tmpl_zm**2).sum())
+    hess = np.array(
+        [
+            [(grad_r * grad_r).sum(), (grad_r * grad_c).sum()],
+            [(grad_r * grad_c).sum(), (grad_c * grad_c).sum()],
+        ]
+    )
+    det = float(np.linalg.det(hess))
+    if not (tmpl_ssd > 0.0 and math.isfinite(det) and det > 1e-9 * float(np.trace(hess)) ** 2):
+        return None
+    return RefineTemplate(tmpl_zm, grad_r, grad_c, np.linalg.inv(hess), tmpl_ssd, r0, c0)
