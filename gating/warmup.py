@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gating.boundary import GatingGeometry
+from gating.centroid import _warm_up as _warm_up_centroid
 
 
 def warm_up() -> None:
@@ -13,3 +14,4 @@ def warm_up() -> None:
     mask[2, 2] = True
     geometry = GatingGeometry(mask, (1.0, 1.0), 1.0)
     geometry.outside_pct(0.25, -0.25)
+    _warm_up_centroid()

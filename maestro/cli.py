@@ -32,7 +32,7 @@ EXIT_RECORDING = 3
 #: Modules that each add one subcommand: ``add_parser(subparsers)`` registers it and sets
 #: ``func`` (a callable taking the parsed namespace and returning an exit status). Their
 #: heavy imports belong inside ``func`` so that ``maestro --help`` stays fast.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["maestro.validate", "maestro.accuracy", "maestro.live", "maestro.scanner_sim", "maestro.beam_sim", "maestro.bench", "maestro.soak", "maestro.convert"]
 
 
 # -- option value types: each names the rule it enforces ----------------------------------
@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="SOURCE",
-        help=f"TrackRAD2025 case folder or a folder holding one DICOM series (default: {BUNDLED_SESSION.relative_to(PROJECT_ROOT)})",
+        help=f"TrackRAD2025 case folder, a folder holding one DICOM series, a SendExternal .dat file or a cine .raw "
+             f"file (default: {BUNDLED_SESSION.relative_to(PROJECT_ROOT)})",
     )
     rp.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
                     help="target on the first frame in pixels, when the recording has no first label")
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="... and for this many consecutive frames (default 0)")
     g.add_argument("--max-frame-age-ms", type=_number(0.0, low_inclusive=False), default=250.0,
                    help="a frame older than this when decided holds the beam as stale (ms, default 250)")
+    g.add_argument("--predict-ms", type=_number(0.0, high=2000.0), default=0.0,
+                   help="decide on the target position predicted this far ahead, e.g. the system latency "
+                        "(ms, 0-2000; default 0 = no prediction)")
     t = rp.add_argument_group("tracking")
     t.add_argument("--context-mm", type=_number(0.0), default=10.0,
                    help="context around the target's bounding box in the template (mm, default 10)")
@@ -142,8 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]",
                    help="pixel spacing (row,col) for a recording whose files do not give it")
     s.add_argument("--max-frames", type=_count, default=None, help="stop after this many frames")
+    s.add_argument("--reference-contours", type=Path, default=None, metavar="ROI",
+                   help="tracking-contour ROI binary of this recording (the console tracker's): its frame-0 contour "
+                        "is the first frame's target, and every frame's contour is compared with the tracking "
+                        "(Dice, centroid distance; DIR/reference_agreement.csv with --out); default for a .dat or "
+                        ".raw SOURCE: SOURCE's name with .roi, when that file exists")
     rp.add_argument("--out", type=Path, default=None, metavar="DIR",
                     help="write DIR/frames.csv (one row per frame, as decided) and DIR/session.json")
+    rp.add_argument("--labels-out", type=Path, default=None, metavar="DIR",
+                    help="write the tracked target masks as DIR/targets/<id>_labels.mha (TrackRAD2025 layout, "
+                         "<id> = the source folder's name) for the challenge's evaluation code")
+    d = rp.add_argument_group("display")
+    d.add_argument("--display", action="store_true",
+                   help="show the monitoring display (frame, overlays, beam state, traces) with pause, step and "
+                        "speed; replays at the recorded frame rate (x1) unless --screenshot")
+    d.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
+                   help="with --display: draw the display when the replay ends (see --frames), save it as a PNG "
+                        "and exit (offscreen without a display server); as fast as possible unless --realtime")
+    d.add_argument("--frames", type=_count, default=None, metavar="N",
+                   help="with --screenshot: end the replay after N frames and take the screenshot then")
     rp.set_defaults(func=cmd_replay)
 
     pp = sub.add_parser(
@@ -161,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--seed", type=_count, default=1)
     pp.add_argument("--lesion-mm", type=_number(10.0, high=40.0), default=None,
                     help="lesion diameter (mm, 10-40; default drawn from the seed)")
+    pp.add_argument("--trace", type=Path, default=None, metavar="FILE",
+                    help="drive the lesion with a recorded KIM trajectory (SI/AP in plane, LR through "
+                         "the slice; see README); --seconds must fit in the trace unless --loop")
+    pp.add_argument("--loop", action="store_true",
+                    help="with --trace: play the trace back and forth to fill --seconds")
     pp.set_defaults(func=cmd_phantom)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_parser(sub)
@@ -185,33 +211,90 @@ def cmd_replay(args: argparse.Namespace) -> int:
         context_mm=args.context_mm,
         search_mm=args.search_mm,
         target_box=args.target_box,
+        predict_ms=args.predict_ms,
     )
-    source = ReplaySource(path, fps=args.fps, spacing_mm=args.spacing_mm, realtime=args.realtime)
+    if args.reference_contours is None and path.suffix.lower() in (".dat", ".raw") and path.with_suffix(".roi").is_file():
+        # A recording file travels with its contour file of the same name (as replay_data/ does).
+        args.reference_contours = path.with_suffix(".roi")
+        log.info("using the reference contours %s found next to %s", args.reference_contours, path)
+    if args.display or args.screenshot is not None or args.frames is not None:
+        from maestro.display import check_replay_options
+
+        check_replay_options(args)  # before reading the recording: refuse bad options first
+    source = ReplaySource(path, fps=args.fps, spacing_mm=args.spacing_mm, realtime=args.realtime and not args.display,
+                          contours=args.reference_contours)
     beam = SimulatedBeam(args.beam_on_latency_ms, args.beam_off_latency_ms)
     recorder = open_recorder(args.out) if args.out is not None else None
-    session = GatingSession(source, config, beam, recorder)
+    agreement = None
+    if args.reference_contours is not None:
+        from maestro.reference_agreement import ReferenceAgreement
+
+        agreement = ReferenceAgreement(source.reference_masks)
+    control = None
+    if args.display:
+        from maestro.display_feed import ReplayControl
+
+        # The display paces the replay itself (pause, step, speed); see maestro/display_feed.py.
+        control = ReplayControl(source, speed=1.0 if args.realtime or args.screenshot is None else None)
+    tracked_labels = None
+    if args.labels_out is not None:
+        from maestro.tracked_labels import TrackedLabels
+
+        tracked_labels = TrackedLabels()
+    session = GatingSession(control or source, config, beam, recorder, on_frame=agreement.on_frame if agreement else None,
+                            on_record=tracked_labels.add if tracked_labels is not None else None)
+    if agreement is not None:
+        agreement.attach(session)
     meta = session_description(source, config)
     if recorder is not None:
         recorder.start(meta)
     try:
-        summary = session.run(max_frames=args.max_frames)
+        if control is not None:
+            from maestro.display import run_replay_display
+
+            summary = run_replay_display(session, control, args)
+        else:
+            summary = session.run(max_frames=args.max_frames)
     finally:
         source.close()
         if recorder is not None:
             status = {"operator stop": "interrupted", "recording fault": "failed"}.get(session.summary.stopped_by, "complete")
+            extra = {"reference_agreement": agreement.summary()} if agreement is not None else {}
             try:
-                recorder.finish({**meta, "status": status, "summary": session.summary.as_dict()})
+                recorder.finish({**meta, "status": status, "summary": session.summary.as_dict(), **extra})
+                if agreement is not None:
+                    agreement.write_csv(recorder.out_dir)
             except OSError as exc:
                 log.error("could not write %s: %s", recorder.session_path, exc)
     print(format_summary(source.description, summary, recorder))
+    if agreement is not None:
+        print(agreement.summary_text())
+    if tracked_labels is not None and session.tracker is not None and len(tracked_labels):
+        _write_tracked_labels(args.labels_out, path, tracked_labels, session)
     return 0
+
+
+def _write_tracked_labels(out: Path, source_path: Path, tracked_labels, session) -> None:  # type: ignore[no-untyped-def]
+    """``--labels-out``: the tracked masks in the TrackRAD layout, named after the source."""
+    import re
+
+    from hardware.tracked_labels import write_tracked_labels
+
+    case_id = re.sub(r"[^A-Za-z0-9_-]", "_", source_path.resolve().stem) or "case"
+    spacing = session.tracker.spacing_mm
+    masks = tracked_labels.masks(session.tracker.target_mask, spacing)
+    written = write_tracked_labels(out, case_id, masks, spacing)
+    print(f"tracked masks     {written} ({masks.shape[0]} frames)")
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
     from hardware.trackrad import write_case
     from maestro.phantom import generate_session
 
-    session = generate_session(args.geometry, seconds=args.seconds, seed=args.seed, lesion_diameter_mm=args.lesion_mm)
+    if args.trace is not None:
+        session = _trace_session(args)
+    else:
+        session = generate_session(args.geometry, seconds=args.seconds, seed=args.seed, lesion_diameter_mm=args.lesion_mm)
     write_case(
         args.out,
         args.out.name,
@@ -226,6 +309,25 @@ def cmd_phantom(args: argparse.Namespace) -> int:
         f"lesion {session.lesion_diameter_mm:.1f} mm, seed {args.seed}"
     )
     return 0
+
+
+def _trace_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The phantom session driven by ``--trace`` (a KIM trajectory file)."""
+    import numpy as np
+
+    from hardware.motion_trace import read_kim_trace
+    from maestro.phantom import generate_trace_session
+
+    trace = read_kim_trace(args.trace)
+    xyz = np.stack((trace.si_mm, trace.ap_mm, trace.lr_mm), axis=1)
+    try:
+        return generate_trace_session(
+            trace.times_s, xyz, args.geometry, seconds=args.seconds, seed=args.seed,
+            lesion_diameter_mm=args.lesion_mm, loop=args.loop, trace_source=str(args.trace),
+        )
+    except ValueError as exc:
+        field, _, rule = str(exc).partition(": ")
+        raise InputError(args.trace, {"seconds": "--seconds"}.get(field, field), rule) from None
 
 
 def open_recorder(out: Path):  # type: ignore[no-untyped-def]

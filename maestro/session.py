@@ -25,11 +25,14 @@ from typing import Any
 import numpy as np
 
 from gating.boundary import GatingGeometry
+from gating.centroid import mask_centroid_px
 from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig
 from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro.recording import FrameRecord, SessionRecorder
+from maestro.stats import StreamingHistogram
 from maestro.target import reference_target
 from maestro.watchdog import Watchdog
+from tracking.predict import RidgeARPredictor
 from tracking.tracker import TemplateTracker
 from gating.warmup import warm_up as warm_up_gating
 from tracking.warmup import warm_up as warm_up_tracking
@@ -71,6 +74,11 @@ class SessionConfig:
         The beam is held (``stale_frame``, or ``source_fault`` when the source reports
         one) when no frame has been decided for this many nominal frame periods, even if
         no frame ever arrives again.
+    predict_ms : float
+        When > 0, the gate decides on the target position predicted this far ahead (the
+        system latency, ms) by :class:`tracking.predict.RidgeARPredictor` from the
+        tracked positions, instead of the position tracked on the frame; 0 = no
+        prediction. ``outside_pct`` is then that of the predicted position.
     """
 
     margin_mm: float = 3.0
@@ -83,6 +91,7 @@ class SessionConfig:
     search_mm: float = 15.0
     target_box: tuple[int, int, int, int] | None = None
     watchdog_periods: float = 2.0
+    predict_ms: float = 0.0
 
     def gate_config(self) -> GateConfig:
         return GateConfig(
@@ -114,25 +123,6 @@ class SessionSummary:
         d = asdict(self)
         d["beam_on_fraction"] = self.beam_on_fraction
         return d
-
-
-def _stats(values: list[float], percentiles: dict[str, float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
-        return {}
-    out = {"mean": float(arr.mean())}
-    out.update({name: float(np.percentile(arr, q)) for name, q in percentiles.items()})
-    out["max"] = float(arr.max())
-    out["n"] = int(arr.size)
-    return out
-
-
-def _centroid_px(mask: np.ndarray) -> tuple[float, float] | None:
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return None
-    return float(rows.mean()), float(cols.mean())
 
 
 class RecordingFault(Exception):
@@ -181,10 +171,16 @@ class GatingSession:
         self.on_frame = on_frame
         self.gate = Gate(config.gate_config())
         self.tracker: TemplateTracker | None = None
+        self.predictor = (
+            RidgeARPredictor(config.predict_ms / 1000.0, source.frame_period_s)
+            if config.predict_ms > 0.0
+            else None
+        )
         self.geometry: GatingGeometry | None = None
         self.summary = SessionSummary()
-        self._errors_mm: list[float] = []
-        self._latencies_us: list[float] = []
+        # Constant memory however long the session: binned as they arrive.
+        self._errors_mm = StreamingHistogram(bin_width=0.001, max_value=50.0)
+        self._latencies_us = StreamingHistogram(bin_width=1.0, max_value=100_000.0)
         self._ref_label_centroid_px: tuple[float, float] | None = None
         self._shape: tuple[int, int] | None = None
         self._spacing_mm: tuple[float, float] | None = None
@@ -223,7 +219,7 @@ class GatingSession:
         self._spacing_mm = first.spacing_mm
         ref_label = first.label if first.label is not None else self.source.reference_label
         if ref_label is not None:
-            self._ref_label_centroid_px = _centroid_px(ref_label)
+            self._ref_label_centroid_px = mask_centroid_px(ref_label)
         log.info(
             "reference set on frame %d: target %d px, template %s, margin %.1f mm",
             first.index,
@@ -263,7 +259,12 @@ class GatingSession:
             # it: the position cannot be vouched for, so the gate sees no confidence.
             gate_confidence = 0.0 if result.at_edge else confidence
             peak, sharpness = result.peak_zncc, result.sharpness
-            outside = geometry.outside_pct(row_mm, col_mm) if valid else 100.0
+            if valid and self.predictor is not None:
+                # Decide on where the target will be when the beam responds.
+                pred_row_mm, pred_col_mm = self.predictor.update(frame.t_acq_s, row_mm, col_mm)
+                outside = geometry.outside_pct(pred_row_mm, pred_col_mm)
+            else:
+                outside = geometry.outside_pct(row_mm, col_mm) if valid else 100.0
             tracking_note = "" if valid else result.reason
         except Exception as exc:  # noqa: BLE001 - the gate, not a traceback, handles it
             row_mm = col_mm = peak = sharpness = outside = math.nan
@@ -318,6 +319,18 @@ class GatingSession:
         except OSError as exc:
             self._recording_failed(exc)
 
+    def _hold_for_source_fault(self) -> None:
+        """Between frames, the source reports a fault: hold the beam at once (loop thread)."""
+        fault = self.source.fault
+        t_s = self._last_t_acq_s
+        self.gate.watchdog(math.nan if t_s is None else t_s, SOURCE_FAULT)  # release delay restarts
+        with self._beam_lock:
+            self.beam.hold(SOURCE_FAULT, t_s=t_s)
+            was_on, self._beam_on = self._beam_on, False
+        if fault != self._last_fault:
+            self._event("source_fault", SOURCE_FAULT, f"{fault}; beam was {'on' if was_on else 'held'}")
+            self._last_fault = fault
+
     def _watchdog_reason(self) -> str:
         return SOURCE_FAULT if self.source.fault else STALE_FRAME
 
@@ -342,7 +355,7 @@ class GatingSession:
     def _record(self, frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness) -> FrameRecord:  # type: ignore[no-untyped-def]
         true_row = true_col = true_out = err = math.nan
         if frame.label is not None and self._ref_label_centroid_px is not None:
-            c = _centroid_px(frame.label)
+            c = mask_centroid_px(frame.label)
             if c is not None:
                 true_row = (c[0] - self._ref_label_centroid_px[0]) * frame.spacing_mm[0]
                 true_col = (c[1] - self._ref_label_centroid_px[1]) * frame.spacing_mm[1]
@@ -382,8 +395,8 @@ class GatingSession:
         if self.on_frame is not None:
             self.on_frame(frame, record)
         if s.frames > 1:  # frame 0 is the reference; its latency includes the set-up
-            self._latencies_us.append(latency_us)
-            self._errors_mm.append(err)
+            self._latencies_us.add(latency_us)
+            self._errors_mm.add(err)
         return record
 
     # -- whole session ----------------------------------------------------------------
@@ -396,25 +409,30 @@ class GatingSession:
         warm_up_tracking()
         warm_up_gating()
         gc_was_enabled = gc.isenabled()
+        # Keep the collector out of the loop's tail: collect once now, before any frame
+        # is waiting, then only every _GC_EVERY_FRAMES frames, after a beam command.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         self._t0 = time.perf_counter()
-        self._event("session_start", "startup", self.source.description)
         try:
+            self._event("session_start", "startup", self.source.description)
             for frame in self.source:
                 if frame is None:
-                    # A live source's heartbeat: no frame this period. The watchdog
-                    # thread holds the beam if the silence lasts; nothing to decide here.
+                    # A live source's heartbeat: no frame this period. A fault the source
+                    # reports holds the beam now; mere silence is the watchdog's to judge.
+                    if self.source.fault:
+                        self._hold_for_source_fault()
                     continue
                 if self.tracker is None:
                     self._set_up(frame)
-                    # Keep the collector out of the loop's tail: collect once now, then
-                    # only every _GC_EVERY_FRAMES frames, after a beam command.
-                    gc.collect()
-                    gc.freeze()
-                    gc.disable()
                 self.process(frame)
                 if self._watchdog is None:
                     self._watchdog = Watchdog(
-                        self.config.watchdog_periods * self.source.frame_period_s, self._on_watchdog
+                        self.config.watchdog_periods * self.source.frame_period_s,
+                        self._on_watchdog,
+                        # A paused replay stops its session clock: pausing is not silence.
+                        clock=getattr(self.source, "session_clock", time.perf_counter),
                     )
                     self._watchdog.start()
                 if self.summary.frames % _GC_EVERY_FRAMES == 0:
@@ -448,8 +466,8 @@ class GatingSession:
 
     def _finish_summary(self) -> None:
         s = self.summary
-        s.latency_us = _stats(self._latencies_us, {"p50": 50, "p99": 99})
-        err = _stats(self._errors_mm, {"p95": 95})
+        s.latency_us = self._latencies_us.summary({"p50": 50, "p99": 99})
+        err = self._errors_mm.summary({"p95": 95})
         s.error_mm = err or None
         transitions = getattr(self.beam, "transitions", None)
         if transitions is not None:

@@ -169,8 +169,32 @@ def test_hand_computed_square_and_triangle() -> None:
 @given(st.lists(st.tuples(st.floats(-2, 12), st.floats(-2, 12)), min_size=3, max_size=9),
        st.sampled_from([np.float32, np.float64]))
 def test_rasterisation_matches_naive_ray_casting(points: list[tuple[float, float]], dtype: type) -> None:
+    """Agree on every pixel centre that is not on an edge.
+
+    A centre exactly on an edge is a tie whose side depends on how each implementation
+    rounds the crossing (found by hypothesis: a zero-area polygon along the diagonal,
+    (0, 0), (0, 0), (8.97, 8.97), put centres on both of its coincident edges); such
+    centres are left out of the comparison.
+    """
     rc = np.array(points, dtype=dtype)
-    np.testing.assert_array_equal(polygon_mask(rc, (10, 11)), naive_even_odd(rc.astype(np.float64), (10, 11)))
+    on_edge = _centres_on_edges(rc.astype(np.float64), (10, 11))
+    fast = polygon_mask(rc, (10, 11))
+    naive = naive_even_odd(rc.astype(np.float64), (10, 11))
+    np.testing.assert_array_equal(fast[~on_edge], naive[~on_edge])
+
+
+def _centres_on_edges(rc: np.ndarray, shape: tuple[int, int], tol: float = 1e-9) -> np.ndarray:
+    """Pixel centres within ``tol`` of any polygon edge."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5
+    p = np.stack([rows.ravel(), cols.ravel()], axis=1)
+    near = np.zeros(len(p), dtype=bool)
+    for a, b in zip(rc, np.roll(rc, -1, axis=0)):
+        d = b - a
+        length2 = float(d @ d)
+        t = np.clip(((p - a) @ d) / length2, 0.0, 1.0) if length2 > 0 else np.zeros(len(p))
+        dist = np.linalg.norm(p - (a + t[:, None] * d), axis=1)
+        near |= dist <= tol
+    return near.reshape(shape)
 
 
 def test_area_of_a_large_disc_polygon_is_close_to_its_pixel_count() -> None:

@@ -16,6 +16,9 @@ from tests.maestro.sources import ListSource, centre_mask, moving_blob_frames
 
 
 def _run(frames, label=None, faults=None, recorder=None, **config):
+    # Staleness is tested on its own; here a loaded test machine must not make frame 0
+    # (whose age includes building the tracker) stale.
+    config.setdefault("max_frame_age_ms", 10_000.0)
     source = ListSource(frames, reference_label=label, faults=faults)
     beam = SimulatedBeam()
     session = GatingSession(source, SessionConfig(**config), beam, recorder)
