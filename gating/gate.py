@@ -44,6 +44,8 @@ SOURCE_FAULT = "source_fault"
 STARTUP = "startup"
 #: The tracker's result is invalid or not finite.
 TRACKING_FAULT = "tracking_fault"
+#: A command to the beam interface failed (only through :meth:`Gate.watchdog`).
+BEAM_FAULT = "beam_fault"
 
 #: Every reason a hold can carry, highest priority first (``startup`` only while waiting).
 HOLD_REASONS: tuple[str, ...] = (
@@ -52,6 +54,7 @@ HOLD_REASONS: tuple[str, ...] = (
     TRACKING_FAULT,
     LOW_CONFIDENCE,
     OUTSIDE,
+    BEAM_FAULT,
     STARTUP,
 )
 

@@ -116,6 +116,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                     help="a command not acknowledged this fast breaks the link: beam counts as held (ms, default 250)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="write DIR/frames.csv, DIR/events.csv and DIR/session.json")
+    p.add_argument("--display", action="store_true",
+                   help="show the monitoring display (read-only; closing it ends the session with the beam held)")
     p.set_defaults(func=cmd_live)
 
 
@@ -143,13 +145,17 @@ def cmd_live(args: argparse.Namespace) -> int:
     from hardware.beam_protocol import PROTOCOL
     from hardware.beam_tcp import TcpBeam
     from hardware.mridian_source import MRIdianSource
-    from maestro.cli import open_recorder
+    from maestro.cli import open_recorder, start_recording
     from maestro.report_text import format_summary
     from maestro.session import GatingSession, session_description
 
     if args.recovery_frames < 1:
         raise InputError("--recovery-frames", str(args.recovery_frames), "must be >= 1")
     config = session_config(args)
+    if args.display:
+        from maestro.display import ensure_platform
+
+        ensure_platform(offscreen=False)
     reference = _reference_label(args.reference) if args.reference is not None else None
     scanner_host, scanner_port = args.scanner
     source = MRIdianSource(
@@ -177,21 +183,34 @@ def cmd_live(args: argparse.Namespace) -> int:
     recorder = None
     try:
         recorder = open_recorder(args.out) if args.out is not None else None
-        session = GatingSession(source, config, beam, recorder)
+        try:
+            session = GatingSession(source, config, beam, recorder)
+        except ValueError as exc:  # e.g. a prediction horizon the frame rate cannot serve
+            raise InputError(f"{scanner_host}:{scanner_port}", "--predict-ms/--fps", str(exc)) from None
         meta = {**session_description(source, config), "beam": beam_text,
                 "live": {"scanner": f"tcp://{scanner_host}:{scanner_port}", "stall_periods": args.stall_periods,
                          "recovery_frames": args.recovery_frames}}
         if recorder is not None:
-            recorder.start(meta)
+            start_recording(recorder, meta)
         try:
-            summary = session.run(max_frames=args.max_frames)
+            if args.display:
+                from maestro.display import run_with_display
+
+                from maestro.display import DisplayUnavailable
+
+                try:
+                    summary = run_with_display(session, max_frames=args.max_frames, recording_path=args.out,
+                                               title=f"maestro live: {source.description}").summary
+                except DisplayUnavailable as exc:
+                    raise InputError("--display", "display", str(exc)) from None
+            else:
+                summary = session.run(max_frames=args.max_frames)
         finally:
             source.close()
             if session.summary.stopped_by == "end of recording" and source.ended_by:
                 session.summary.stopped_by = source.ended_by
             if recorder is not None:
-                status = {"operator stop": "interrupted", "recording fault": "failed"}.get(
-                    session.summary.stopped_by, "complete")
+                status = session.summary.status
                 faults = [dataclasses.asdict(e) for e in source.fault_history]
                 try:
                     recorder.finish({**meta, "status": status, "summary": session.summary.as_dict(),

@@ -26,7 +26,7 @@ import numpy as np
 
 from gating.boundary import GatingGeometry
 from gating.centroid import mask_centroid_px
-from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig
+from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig, GateDecision
 from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro.recording import FrameRecord, SessionRecorder
 from maestro.stats import StreamingHistogram
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 #: The cyclic garbage collector is disabled during a session so that it never runs
 #: inside a frame's latency; the loop collects the young generations itself this often.
 _GC_EVERY_FRAMES = 1000
+
+#: Hold reason when a command to the beam interface itself failed.
+BEAM_FAULT = "beam_fault"
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class SessionConfig:
     max_frame_age_ms : float
         A frame older than this when decided is stale and holds the beam.
     context_mm : float
-        Context added around the target's bounding box to make the template (mm).
+        Context added around the target's bounding box to make the template (mm). The
+        accuracy figures in README.md use 20 mm: at 3.5 mm pixels 10 mm is 3 pixels.
     search_mm : float
         Half-width of the search window around the predicted position (mm).
     target_box : tuple of int or None
@@ -114,6 +118,16 @@ class SessionSummary:
     error_mm: dict[str, float] | None = None
     latency_us: dict[str, float] = field(default_factory=dict)
     stopped_by: str = "end of recording"
+
+    @property
+    def status(self) -> str:
+        """``session.json`` status: ``complete``, ``interrupted`` or ``failed``."""
+        return {
+            "operator stop": "interrupted",
+            "display closed": "interrupted",
+            "recording fault": "failed",
+            "error": "failed",
+        }.get(self.stopped_by, "complete")
 
     @property
     def beam_on_fraction(self) -> float:
@@ -243,9 +257,6 @@ class GatingSession:
         in_order = self._last_index is None or (
             frame.index > self._last_index and frame.t_acq_s > self._last_t_acq_s  # type: ignore[operator]
         )
-        if self._watchdog is not None and self._watchdog.fired:
-            # Frames flow again after a watchdog hold: the beam-on delay restarts now.
-            self.gate.watchdog(frame.t_acq_s, self._watchdog_reason())
         try:
             if frame.pixels.shape != self._shape or frame.spacing_mm != self._spacing_mm:
                 raise ValueError(
@@ -267,34 +278,49 @@ class GatingSession:
                 outside = geometry.outside_pct(row_mm, col_mm) if valid else 100.0
             tracking_note = "" if valid else result.reason
         except Exception as exc:  # noqa: BLE001 - the gate, not a traceback, handles it
-            row_mm = col_mm = peak = sharpness = outside = math.nan
+            row_mm = col_mm = peak = sharpness = math.nan
+            outside = 100.0
             confidence, valid, gate_confidence = 0.0, False, 0.0
             tracking_note = f"{type(exc).__name__}: {exc}"
-        decision = self.gate.decide(
-            t_s=frame.t_acq_s,
-            outside_pct=outside,
-            confidence=gate_confidence,
-            tracking_valid=valid,
-            frame_age_s=(time.perf_counter() - frame.t_recv_s) if in_order else math.inf,
-            source_fault=fault,
-        )
+        beam_error: Exception | None = None
+        # The gate and the beam change together under one lock: a watchdog hold between
+        # the decision and the command (or during tracking) also resets the gate, so the
+        # beam-on delay always restarts after it.
         with self._beam_lock:
-            if decision.beam_on:
-                self.beam.release(t_s=frame.t_acq_s)
-            else:
-                self.beam.hold(decision.reason, t_s=frame.t_acq_s)
+            decision = self.gate.decide(
+                t_s=frame.t_acq_s,
+                outside_pct=outside,
+                confidence=gate_confidence,
+                tracking_valid=valid,
+                frame_age_s=(time.perf_counter() - frame.t_recv_s) if in_order else math.inf,
+                source_fault=fault,
+            )
+            try:
+                if decision.beam_on:
+                    self.beam.release(t_s=frame.t_acq_s)
+                else:
+                    self.beam.hold(decision.reason, t_s=frame.t_acq_s)
+            except Exception as exc:  # noqa: BLE001 - a failing beam command must end in a hold
+                beam_error = exc
+                decision = self.gate.watchdog(frame.t_acq_s, BEAM_FAULT)  # the release delay restarts
+                self._guarded_hold(BEAM_FAULT, self._last_t_acq_s)
         latency_us = (time.perf_counter() - frame.t_recv_s) * 1e6
         # ---- beam command issued: everything below is bookkeeping -----------------
         if self._watchdog is not None:
             self._watchdog.kick()
-        if in_order:
+        if in_order or frame.index > self._last_index:  # type: ignore[operator]
+            # A newer frame whose time went backwards is held once, then the timeline is
+            # re-anchored on it (a scanner restarting its clock must not hold forever).
             self._last_t_acq_s = frame.t_acq_s
             self._last_index = frame.index
-        else:
+        if not in_order:
             self._event("frame_out_of_order", "stale_frame", f"frame {frame.index} at {frame.t_acq_s:.3f} s")
         if fault != self._last_fault:
             self._event("source_fault" if fault else "source_recovered", fault or "", fault or "")
             self._last_fault = fault
+        if beam_error is not None:
+            log.error("frame %d: beam command failed (%s): holding", frame.index, beam_error)
+            self._event("beam_fault", BEAM_FAULT, f"{type(beam_error).__name__}: {beam_error}")
         if decision.beam_on != self._beam_on:
             self._beam_on = decision.beam_on
             self._event("beam_release" if decision.beam_on else "beam_hold", decision.reason, tracking_note)
@@ -323,9 +349,9 @@ class GatingSession:
         """Between frames, the source reports a fault: hold the beam at once (loop thread)."""
         fault = self.source.fault
         t_s = self._last_t_acq_s
-        self.gate.watchdog(math.nan if t_s is None else t_s, SOURCE_FAULT)  # release delay restarts
         with self._beam_lock:
-            self.beam.hold(SOURCE_FAULT, t_s=t_s)
+            self.gate.watchdog(math.nan if t_s is None else t_s, SOURCE_FAULT)  # release delay restarts
+            self._guarded_hold(SOURCE_FAULT, t_s)
             was_on, self._beam_on = self._beam_on, False
         if fault != self._last_fault:
             self._event("source_fault", SOURCE_FAULT, f"{fault}; beam was {'on' if was_on else 'held'}")
@@ -339,15 +365,29 @@ class GatingSession:
         reason = self._watchdog_reason()
         t_s = None if self._last_t_acq_s is None else self._last_t_acq_s + silence_s
         with self._beam_lock:
-            self.beam.hold(reason, t_s=t_s)
+            self.gate.watchdog(math.nan if t_s is None else t_s, reason)  # the release delay restarts
+            self._guarded_hold(reason, t_s)
             was_on, self._beam_on = self._beam_on, False
         log.warning("watchdog: no frame for %.0f ms: beam held (%s)", silence_s * 1e3, reason)
         self._event("watchdog", reason, f"no frame decided for {silence_s * 1e3:.0f} ms; beam was {'on' if was_on else 'held'}")
 
+    def _guarded_hold(self, reason: str, t_s: float | None) -> None:
+        """Command a hold that never raises; if the interface refuses it, say so loudly.
+
+        Called with the beam lock held. A beam interface that cannot take commands must
+        fail safe on its own (TcpBeam and the MAESTRO-BEAM/1 endpoint hold when the link
+        breaks); here the session makes sure a failing hold never hides the fault that
+        asked for it.
+        """
+        try:
+            self.beam.hold(reason, t_s=t_s)
+        except Exception:  # noqa: BLE001
+            log.critical("beam interface refused a hold (%s): it must fail safe on its own", reason, exc_info=True)
+
     def _recording_failed(self, exc: OSError) -> None:
         """The record of delivery cannot be kept: hold the beam and end the session."""
         with self._beam_lock:
-            self.beam.hold("recording_fault", t_s=self._last_t_acq_s)
+            self._guarded_hold("recording_fault", self._last_t_acq_s)
             self._beam_on = False
         log.error("recording failed (%s): beam held, session ends", exc)
         raise RecordingFault(f"{self.recorder.out_dir if self.recorder else ''}: recording: {exc.strerror or exc}: beam held, session stopped") from exc
@@ -448,20 +488,27 @@ class GatingSession:
             self.summary.stopped_by = "recording fault"
             self._event("recording_fault", "recording_fault", str(exc))
             raise
+        except BaseException:
+            self.summary.stopped_by = "error"
+            raise
         finally:
-            if self._watchdog is not None:
-                self._watchdog.stop()
+            # The hold comes first and cannot raise: nothing below may stand between the
+            # end of a session and a held beam.
             with self._beam_lock:
-                self.beam.hold("session_end", t_s=self._last_t_acq_s)
+                self._guarded_hold("session_end", self._last_t_acq_s)
                 self._beam_on = False
-            if gc_was_enabled:
-                gc.enable()
-            gc.unfreeze()
-            self._finish_summary()
             try:
-                self._event("session_end", "session_end", self.summary.stopped_by)
-            except RecordingFault:
-                pass  # already holding; the session is over either way
+                if self._watchdog is not None:
+                    self._watchdog.stop()
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+                gc.unfreeze()
+                self._finish_summary()
+                try:
+                    self._event("session_end", "session_end", self.summary.stopped_by)
+                except RecordingFault:
+                    pass  # already holding; the session is over either way
         return self.summary
 
     def _finish_summary(self) -> None:

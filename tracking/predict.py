@@ -223,6 +223,10 @@ class ConstantVelocityPredictor:
         return float(predicted[0]), float(predicted[1])
 
 
+#: Largest autoregressive order :class:`RidgeARPredictor` uses.
+MAX_ORDER = 24
+
+
 class RidgeARPredictor:
     """Online ridge autoregressive predictor with a fall-back to safer predictions.
 
@@ -273,7 +277,9 @@ class RidgeARPredictor:
         self.ridge = _check_positive(ridge, "ridge", 1e6)
         select_tau_s = _check_positive(select_tau_s, "select_tau_s", 1e6)
         T = self.frame_period_s
-        self.order = max(2, int(round(history_s / T)))
+        # Capped: at high frame rates the history shortens rather than the model growing
+        # (the solve is O(order^3) per frame and its arrays O(order^2)).
+        self.order = min(MAX_ORDER, max(2, int(round(history_s / T))))
         self._h_steps = self.horizon_s / T
         self._lag_lo = int(math.floor(self._h_steps))
         self._frac = self._h_steps - self._lag_lo

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -102,7 +103,10 @@ def test_out_of_order_frames_hold_as_stale(kind, tmp_path) -> None:
     if kind == "duplicate":
         frames.insert(3, f2)
     else:
-        frames.insert(3, Frame(7, f2.t_acq_s - 0.05, 0.0, f2.pixels, f2.spacing_mm))
+        # The scanner's clock steps back 50 ms: frame 3 carries a time before frame 2's;
+        # the frames after it continue from there.
+        later = [Frame(f.index + 1, f.t_acq_s - 0.05, 0.0, f.pixels, f.spacing_mm) for f in frames[3:]]
+        frames = frames[:3] + [Frame(3, f2.t_acq_s - 0.05, 0.0, f2.pixels, f2.spacing_mm)] + later
     recorder = SessionRecorder(tmp_path)
     source = ListSource(frames, reference_label=centre_mask((96, 96)))
     records = []
@@ -211,3 +215,99 @@ def test_kill_9_leaves_a_readable_recording(tmp_path) -> None:
     for r in rows:  # every row complete: the last decided frame is whole
         assert r["latency_us"] not in (None, "") and r["error_mm"] not in (None, "")
     assert json.loads((out / "session.json").read_text())["status"] == "running"
+
+
+def test_tracker_exception_holds_and_the_loop_goes_on(monkeypatch) -> None:
+    frames = moving_blob_frames(6, amplitude_px=0.0)
+    source = ListSource(frames, reference_label=centre_mask((96, 96)))
+    session = GatingSession(source, SessionConfig(max_frame_age_ms=10_000.0), SimulatedBeam())
+    records = []
+    session.on_record = records.append
+    original_set_up = session._set_up  # noqa: SLF001
+
+    def set_up_then_break(frame) -> None:  # type: ignore[no-untyped-def]
+        original_set_up(frame)
+        real_track = session.tracker.track  # type: ignore[union-attr]
+
+        def track(image, predicted_mm=None):  # type: ignore[no-untyped-def]
+            if len(records) == 2:
+                raise FloatingPointError("injected tracker failure")
+            return real_track(image, predicted_mm)
+
+        monkeypatch.setattr(session.tracker, "track", track)
+
+    monkeypatch.setattr(session, "_set_up", set_up_then_break)
+    session.run()
+    assert [r.beam for r in records] == ["on", "on", "hold", "on", "on", "on"]
+    assert records[2].reason == "tracking_fault" and math.isnan(records[2].row_mm)
+
+
+class FailingBeam(SimulatedBeam):
+    """A beam interface whose release command fails on one frame."""
+
+    def __init__(self, fail_on_call: int) -> None:
+        super().__init__()
+        self.fail_on_call = fail_on_call
+        self.calls = 0
+
+    def release(self, t_s: float | None = None) -> None:
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise ConnectionResetError("injected: interlock link reset")
+        super().release(t_s)
+
+
+def test_a_failing_beam_command_holds_with_beam_fault(tmp_path) -> None:
+    frames = moving_blob_frames(5, amplitude_px=0.0)
+    beam = FailingBeam(fail_on_call=3)
+    recorder = SessionRecorder(tmp_path)
+    source = ListSource(frames, reference_label=centre_mask((96, 96)))
+    records = []
+    GatingSession(source, SessionConfig(max_frame_age_ms=10_000.0), beam, recorder, on_record=records.append).run()
+    recorder.close()
+    assert [r.beam for r in records] == ["on", "on", "hold", "on", "on"]
+    assert records[2].reason == "beam_fault"
+    assert any(t.reason == "beam_fault" and t.state is BeamState.HOLD for t in beam.transitions)
+    assert any(e["event"] == "beam_fault" for e in _events(tmp_path))
+
+
+def test_ctrl_c_ends_held_with_the_recording_closed(tmp_path) -> None:
+    frames = moving_blob_frames(6, amplitude_px=0.0)
+
+    class InterruptedSource(ListSource):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for i, frame in enumerate(super().__iter__()):
+                if i == 3:
+                    raise KeyboardInterrupt
+                yield frame
+
+    beam = SimulatedBeam()
+    recorder = SessionRecorder(tmp_path)
+    session = GatingSession(InterruptedSource(frames, reference_label=centre_mask((96, 96))),
+                            SessionConfig(max_frame_age_ms=10_000.0), beam, recorder)
+    with pytest.raises(KeyboardInterrupt):
+        session.run()
+    recorder.close()
+    assert beam.commanded is BeamState.HOLD and beam.reason == "session_end"
+    assert session.summary.stopped_by == "operator stop"
+    events = [e["event"] for e in _events(tmp_path)]
+    assert events[-2:] == ["operator_stop", "session_end"]
+    with open(tmp_path / "frames.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 3
+
+
+def test_the_beam_on_delay_restarts_after_a_watchdog_hold(tmp_path) -> None:
+    frames = moving_blob_frames(10, amplitude_px=0.0)
+    source = StallingSource(frames, n_before=4, stall_s=0.5, label=centre_mask((96, 96)))
+    beam = SimulatedBeam()
+    source.beam = beam
+    records = []
+    config = SessionConfig(beam_on_delay_frames=2, max_frame_age_ms=10_000.0)
+    GatingSession(source, config, beam, on_record=records.append).run()
+    on = [r.beam == "on" for r in records]
+    first_on = on.index(True)
+    assert first_on >= 1 and all(on[first_on:4])  # on before the stall, after the start-up delay
+    # After the stall the delay restarts: the first frames are held again, then released.
+    assert not on[4], records[4]
+    assert records[4].reason == "stale_frame"
+    assert on[-1]
