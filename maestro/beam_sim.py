@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from hardware.tcp import listen_tcp
 from hardware import beam_protocol as bp
 
 log = logging.getLogger(__name__)
@@ -167,14 +168,7 @@ class BeamSimulator:
     # -- life cycle -----------------------------------------------------------------
     def start(self) -> BeamSimulator:
         """Listen and serve on a background thread; returns self."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self.port))
-            listener.listen(4)
-        except OSError:
-            listener.close()
-            raise
+        listener = listen_tcp(self.host, self.port)
         self._listener = listener
         self.port = listener.getsockname()[1]
         if self._log_path is not None:

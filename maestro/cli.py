@@ -7,6 +7,7 @@ rule, with exit status 2 and no traceback. The beam ends held whatever stops a s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import math
@@ -15,6 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hardware import InputError, SimulatedBeam
 
@@ -199,21 +201,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from hardware.replay import ReplaySource
     from maestro.recording import SessionRecorder
     from maestro.report_text import format_summary
-    from maestro.session import GatingSession, SessionConfig, session_description
+    from maestro.session import GatingSession, session_description
 
     path = args.source if args.source is not None else BUNDLED_SESSION
-    config = SessionConfig(
-        margin_mm=args.margin_mm,
-        threshold_pct=args.threshold_pct,
-        confidence_floor=args.confidence_floor,
-        beam_on_delay_ms=args.beam_on_delay_ms,
-        beam_on_delay_frames=args.beam_on_delay_frames,
-        max_frame_age_ms=args.max_frame_age_ms,
-        context_mm=args.context_mm,
-        search_mm=args.search_mm,
-        target_box=args.target_box,
-        predict_ms=args.predict_ms,
-    )
+    config = session_config(args)
     if args.reference_contours is None and path.suffix.lower() in (".dat", ".raw") and path.with_suffix(".roi").is_file():
         # A recording file travels with its contour file of the same name (as replay_data/ does).
         args.reference_contours = path.with_suffix(".roi")
@@ -335,6 +326,14 @@ def _trace_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     except ValueError as exc:
         field, _, rule = str(exc).partition(": ")
         raise InputError(args.trace, {"seconds": "--seconds"}.get(field, field), rule) from None
+
+
+def session_config(args: argparse.Namespace) -> Any:
+    """The :class:`~maestro.session.SessionConfig` from every option named like one of its fields."""
+    from maestro.session import SessionConfig
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SessionConfig) if hasattr(args, f.name)}
+    return SessionConfig(**values)
 
 
 def open_recorder(out: Path):  # type: ignore[no-untyped-def]

@@ -121,14 +121,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.set_defaults(func=cmd_live)
 
 
-def session_config(args: argparse.Namespace) -> Any:
-    """The :class:`~maestro.session.SessionConfig` from every option named like one of its fields."""
-    from maestro.session import SessionConfig
-
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SessionConfig) if hasattr(args, f.name)}
-    return SessionConfig(**values)
-
-
 def _reference_label(path: Path) -> Any:
     from hardware import InputError
     from hardware.replay import ReplaySource
@@ -145,7 +137,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from hardware.beam_protocol import PROTOCOL
     from hardware.beam_tcp import TcpBeam
     from hardware.mridian_source import MRIdianSource
-    from maestro.cli import open_recorder, start_recording
+    from maestro.cli import open_recorder, session_config, start_recording
     from maestro.report_text import format_summary
     from maestro.session import GatingSession, session_description
 

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.tcp import listen_tcp
 from hardware import InputError
 from hardware.sendexternal import END_OF_STREAM, SendExternalRecord, encode_record
 
@@ -240,14 +241,7 @@ class ScannerSimulator:
 
     # -- life cycle -----------------------------------------------------------------
     def start(self) -> ScannerSimulator:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self.port))
-            listener.listen(4)
-        except OSError:
-            listener.close()
-            raise
+        listener = listen_tcp(self.host, self.port)
         self._listener = listener
         self.port = listener.getsockname()[1]
         self._thread = threading.Thread(target=self._run, name="maestro-scanner-sim", daemon=True)
