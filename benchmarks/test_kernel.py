@@ -19,7 +19,7 @@ from benchmarks import workload
 from benchmarks.conftest import CV2_DEFAULT_THREADS
 from maestro.bench import KERNEL_CASES
 from tracking.tracker import TemplateTracker
-from tracking.zncc import _zncc_kernel, prepare_template
+from tracking.zncc import _zncc_kernel, pad_template, prepare_template, window_buffer
 
 #: Frame searched (a few frames into the first inhalation, so the target has moved).
 FRAME_INDEX = 12
@@ -40,6 +40,8 @@ def test_kernel_vs_opencv(request: pytest.FixtureRequest, figures, quick: bool, 
     # The tracker's kernel, exactly as the tracker calls it: offsets into the full frame,
     # buffers allocated once.
     tmpl_zm, tmpl_ssd, shift = prepare_template(template)
+    tmpl_pad = pad_template(tmpl_zm)
+    win = window_buffer(n_rows, n_cols, (h, w_px))
     scores = np.empty((n_rows, n_cols))
     colsum = np.empty(n_cols + w_px - 1)
     colsum2 = np.empty(n_cols + w_px - 1)
@@ -48,7 +50,7 @@ def test_kernel_vs_opencv(request: pytest.FixtureRequest, figures, quick: bool, 
     result = np.empty((n_rows, n_cols), dtype=np.float32)
 
     def kernel() -> None:
-        _zncc_kernel(frame, tmpl_zm, tmpl_ssd, shift, row0, col0, n_rows, n_cols, colsum, colsum2, scores)
+        _zncc_kernel(frame, tmpl_zm, tmpl_pad, tmpl_ssd, shift, row0, col0, n_rows, n_cols, win, colsum, colsum2, scores)
 
     def opencv() -> None:
         cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED, result=result)

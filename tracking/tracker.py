@@ -37,7 +37,9 @@ from tracking.zncc import (
     _SEARCH_RESULT_SIZE,
     _SEARCH_WINDOW_OUTSIDE,
     _search_kernel,
+    pad_template,
     prepare_template,
+    window_buffer,
 )
 from tracking.refine import prepare_refinement
 
@@ -245,6 +247,7 @@ class TemplateTracker:
 
         self._shape = (n_rows, n_cols)
         self._tmpl_zm = tmpl_zm
+        self._tmpl_pad = pad_template(tmpl_zm)
         self._tmpl_ssd = tmpl_ssd
         self._shift = shift
         self._tmpl_row0 = r0
@@ -253,6 +256,7 @@ class TemplateTracker:
         self._search_cols_px = search_c
         self._spacing_row_mm, self._spacing_col_mm = spacing
         self._scores = np.zeros((max_rows, max_cols), dtype=np.float64)
+        self._win = window_buffer(max_rows, max_cols, (h, w))
         self._colsum = np.zeros(max_cols + w - 1, dtype=np.float64)
         self._colsum2 = np.zeros(max_cols + w - 1, dtype=np.float64)
         self._result = np.zeros(_SEARCH_RESULT_SIZE, dtype=np.float64)
@@ -346,6 +350,7 @@ class TemplateTracker:
         status = _search_kernel(
             image,
             self._tmpl_zm,
+            self._tmpl_pad,
             self._tmpl_ssd,
             self._shift,
             self._tmpl_row0,
@@ -354,6 +359,7 @@ class TemplateTracker:
             pred_col_px,
             self._search_rows_px,
             self._search_cols_px,
+            self._win,
             self._colsum,
             self._colsum2,
             self._scores,
