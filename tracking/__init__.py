@@ -10,11 +10,13 @@ warm_up
     Compile (or load from cache) every kernel before the first frame.
 """
 
-from tracking.tracker import TemplateTracker, TrackResult
+from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, TemplateTracker, TrackResult
 from tracking.warmup import warm_up
 from tracking.zncc import FLAT_VARIANCE_RATIO, SHARPNESS_EXCLUSION_PX, subpixel_peak, zncc_map
 
 __all__ = [
+    "DEFAULT_CONTEXT_MM",
+    "DEFAULT_SEARCH_MM",
     "FLAT_VARIANCE_RATIO",
     "SHARPNESS_EXCLUSION_PX",
     "TemplateTracker",

@@ -29,6 +29,7 @@ from tracking.zncc import (
     _R_WIN_COLS,
     _R_WIN_ROW0,
     _R_WIN_ROWS,
+    _R_N_SCORED,
     _SEARCH_BAD_PREDICTION,
     _SEARCH_NO_CONTRAST,
     _SEARCH_NO_FINITE_SCORE,
@@ -36,14 +37,28 @@ from tracking.zncc import (
     _SEARCH_OK,
     _SEARCH_RESULT_SIZE,
     _SEARCH_WINDOW_OUTSIDE,
+    MAX_CANDIDATES,
     _search_kernel,
     pad_template,
     prepare_template,
-    window_buffer,
+    window_buffers,
 )
 from tracking.refine import prepare_refinement
 
-__all__ = ["TemplateTracker", "TrackResult"]
+__all__ = ["DEFAULT_CONTEXT_MM", "DEFAULT_SEARCH_MM", "TemplateTracker", "TrackResult"]
+
+DEFAULT_CONTEXT_MM = 20.0
+"""Template context around the target's bounding box, mm (every command's default).
+
+20 mm, not 10: at the 4 fps mode's 3.5 mm pixels 10 mm is 3 pixels of context around a
+small lesion, and the reference frame's noise then biases every frame by up to ~0.5 mm
+(`maestro accuracy --context-mm 10`: mean error 0.69 mm, p95 1.08 mm on the 4 fps
+TransientWithBreathHold session, against targets of 0.5 and 1.0 mm); 20 mm of rigidly
+moving liver meets every target on all eighteen trace sessions. The larger template costs
+the kernel ~40 % more per position (benchmarks/test_kernel.py keeps it >= 1.5x OpenCV)."""
+
+DEFAULT_SEARCH_MM = 15.0
+"""Half-width of the search window around the predicted position, mm."""
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +88,8 @@ class TrackResult:
     sharpness : float
         How distinct the match is: the peak minus the mean score of the search window
         outside a 5 x 5 pixel zone around the peak (see
-        :func:`tracking.zncc.subpixel_peak`). NaN when invalid.
+        :func:`tracking.zncc.subpixel_peak`); after a coarse-to-fine search, the mean
+        over the positions it scored there. NaN when invalid.
     confidence : float
         ``peak_zncc`` clipped to [0, 1]; 0 when invalid. A similarity, not a probability:
         1 means the frame contains the reference template exactly (up to brightness
@@ -127,16 +143,17 @@ class TemplateTracker:
         The target on the reference frame; at least one pixel.
     spacing_mm : (float, float)
         Pixel spacing (row, col) in mm; anisotropic spacing is allowed.
-    context_mm : float, default 10.0
+    context_mm : float, default :data:`DEFAULT_CONTEXT_MM` (20)
         Margin of surrounding anatomy added to each side of the target's bounding box to
         form the template, converted per axis to ``ceil(context_mm / spacing)`` pixels
         and clipped to the image.
-    search_mm : float, default 15.0
+    search_mm : float, default :data:`DEFAULT_SEARCH_MM` (15)
         Half-size of the search window around the predicted displacement, converted per
         axis to ``ceil(search_mm / spacing)`` pixels.
     dtype : {numpy.float32, numpy.float64}, default numpy.float32
-        Working precision of the frames (frames of another dtype are converted, which
-        costs a copy). Scores are always accumulated in float64.
+        Precision the frames are accepted in without conversion (frames of another
+        dtype are converted, which costs a copy). The kernel works on a float32 copy of
+        the search window either way (:mod:`tracking.zncc`).
     refine : bool, default True
         Refine the ZNCC peak by aligning the template to the frame (Gauss-Newton with
         cubic interpolation, :mod:`tracking.refine`), which removes the bias of the
@@ -144,6 +161,11 @@ class TemplateTracker:
         Skipped, keeping the ZNCC position, when the peak is on the edge of the search
         window, the aligned template would leave the image, or the alignment does not
         converge within one pixel of the ZNCC peak.
+    coarse_to_fine : bool, default True
+        Search windows of more than :data:`tracking.zncc.COARSE_MIN_POSITIONS`
+        positions coarse-to-fine: exact scores on every second position, then
+        steepest ascent at full resolution from the best coarse maxima
+        (:func:`tracking.zncc._coarse_to_fine`). False scores every position.
 
     Attributes
     ----------
@@ -176,10 +198,11 @@ class TemplateTracker:
         reference: np.ndarray,
         target_mask: np.ndarray,
         spacing_mm: tuple[float, float],
-        context_mm: float = 10.0,
-        search_mm: float = 15.0,
+        context_mm: float = DEFAULT_CONTEXT_MM,
+        search_mm: float = DEFAULT_SEARCH_MM,
         dtype: type[np.floating] | np.dtype = np.float32,
         refine: bool = True,
+        coarse_to_fine: bool = True,
     ) -> None:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -256,9 +279,9 @@ class TemplateTracker:
         self._search_cols_px = search_c
         self._spacing_row_mm, self._spacing_col_mm = spacing
         self._scores = np.zeros((max_rows, max_cols), dtype=np.float64)
-        self._win = window_buffer(max_rows, max_cols, (h, w))
-        self._colsum = np.zeros(max_cols + w - 1, dtype=np.float64)
-        self._colsum2 = np.zeros(max_cols + w - 1, dtype=np.float64)
+        self._coarse_to_fine = bool(coarse_to_fine)
+        self._win, self._integ, self._integ2 = window_buffers(max_rows, max_cols, (h, w))
+        self._candidates = np.zeros((MAX_CANDIDATES, 3), dtype=np.float64)
         self._result = np.zeros(_SEARCH_RESULT_SIZE, dtype=np.float64)
         self._last_row_px = 0.0
         self._last_col_px = 0.0
@@ -298,6 +321,14 @@ class TemplateTracker:
             int(res[_R_WIN_ROWS]),
             int(res[_R_WIN_COLS]),
         )
+
+    @property
+    def last_positions_scored(self) -> int:
+        """Number of window positions the last :meth:`track` call scored (all of them
+        for an exhaustive search, about a third for a coarse-to-fine one); 0 when no
+        window was searched."""
+        n = self._result[_R_N_SCORED]
+        return int(n) if math.isfinite(n) else 0
 
     def track(
         self, image: np.ndarray, predicted_mm: tuple[float, float] | None = None
@@ -359,10 +390,12 @@ class TemplateTracker:
             pred_col_px,
             self._search_rows_px,
             self._search_cols_px,
+            self._coarse_to_fine,
             self._win,
-            self._colsum,
-            self._colsum2,
+            self._integ,
+            self._integ2,
             self._scores,
+            self._candidates,
             self._result,
         )
         if status != _SEARCH_OK:

@@ -26,14 +26,21 @@ How the kernel is fast and allocation-free:
   halves the work of float64 and keeps scores within ~1e-6 of a float64 computation
   (measured in tests/tracking/test_zncc.py, far below the score differences that decide
   a peak).
-* The patch sums ``sum(I - c)`` and ``sum((I - c)**2)`` come from running column sums
-  (one add and one subtract per column and output row) and a running sum along the row,
-  in float64, in buffers the caller preallocates. When the searched region holds a NaN or
-  inf pixel (which would poison every later running sum), each patch is summed directly
-  in float64 instead: slower, but a bad pixel then only turns the scores of its own
-  patches NaN.
+* The patch sums ``sum(I - c)`` and ``sum((I - c)**2)`` come from integral images of
+  the copy (float64, built in the same pass as the copy), four lookups per position.
+  When the searched region holds a NaN or inf pixel (which would poison every later
+  integral), each patch is summed directly in float64 instead: slower, but a bad pixel
+  then only turns the scores of its own patches NaN.
 * Flat patches (variance at most :data:`FLAT_VARIANCE_RATIO` times the template's) score
   0, as scikit-image does, instead of dividing by a vanishing norm.
+
+The tracker's per-frame search (:func:`_search_kernel`) scores large windows (more than
+:data:`COARSE_MIN_POSITIONS` positions, e.g. +-30 mm) coarse-to-fine: the exact score at
+every second position along both axes, then steepest ascent at full resolution from the
+best coarse local maxima (:func:`_coarse_to_fine`), about 30 % of the positions in all.
+Whenever the best score it finds is below :data:`COARSE_TRUST_SCORE`, every position is
+scored after all. tests/tracking/test_coarse_to_fine.py holds it to the exhaustive
+search on every frame of real cine and of phantoms driven by real liver motion.
 
 References
 ----------
@@ -55,7 +62,7 @@ __all__ = [
     "pad_template",
     "prepare_template",
     "subpixel_peak",
-    "window_buffer",
+    "window_buffers",
     "zncc_map",
 ]
 
@@ -98,22 +105,42 @@ def pad_template(tmpl_zm: np.ndarray) -> np.ndarray:
     return padded
 
 
-def window_buffer(n_rows: int, n_cols: int, tmpl_shape: tuple[int, int]) -> np.ndarray:
-    """Scratch for the kernel's float32 copy of a window of ``n_rows x n_cols`` positions.
+def window_buffers(
+    n_rows: int, n_cols: int, tmpl_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scratch for the kernels' work on a window of ``n_rows x n_cols`` positions.
 
     Returns
     -------
-    (n_rows + h - 1, n_cols + w_pad - 1) float32 ndarray
-        ``w_pad`` as in :func:`pad_template`.
+    win : (n_rows + h - 1, n_cols + w_pad - 1) float32 ndarray
+        The window copy (``w_pad`` as in :func:`pad_template`).
+    integ, integ2 : (n_rows + h, n_cols + w) float64 ndarray
+        Integral images of the copy and of its square.
     """
     h, w = tmpl_shape
     w_pad = -(-w // _LANES) * _LANES
-    return np.zeros((n_rows + h - 1, n_cols + w_pad - 1), dtype=np.float32)
+    win = np.zeros((n_rows + h - 1, n_cols + w_pad - 1), dtype=np.float32)
+    integ = np.zeros((n_rows + h, n_cols + w), dtype=np.float64)
+    return win, integ, integ.copy()
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _correlate_row(win, tmpl_pad, win_row, n_cols, out_row):
-    """Write ``sum(tmpl_pad * win[patch])`` for one output row into ``out_row``.
+def _numerator_at(win, tmpl_pad, win_row, win_col):
+    """``sum(tmpl_pad * win[patch])`` for the patch with top-left ``(win_row, win_col)``."""
+    h, w_pad = tmpl_pad.shape
+    acc = np.float32(0.0)
+    for i in range(h):
+        seg = win[win_row + i, win_col : win_col + w_pad]
+        trow = tmpl_pad[i]
+        for j in range(w_pad):
+            acc += trow[j] * seg[j]
+    return acc
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _correlate_row(win, tmpl_pad, win_row, n_cols, step, out_row):
+    """Write ``sum(tmpl_pad * win[patch])`` into ``out_row[c]`` for the patches of one row
+    at columns ``c = 0, step, 2 * step, ... < n_cols``.
 
     Parameters
     ----------
@@ -123,88 +150,106 @@ def _correlate_row(win, tmpl_pad, win_row, n_cols, out_row):
         Zero-mean template padded with zero columns (:func:`pad_template`).
     win_row : int
         Window row of the top of the patches.
-    n_cols : int
-        Number of patches, the first one at window column 0.
+    n_cols, step : int
+        Columns of the row's patch positions, and the stride between those computed.
     out_row : (>= n_cols,) float64 ndarray
-        Receives the numerators.
+        Receives the numerators; other entries are left alone.
     """
     h, w_pad = tmpl_pad.shape
+    n_k = (n_cols - 1) // step + 1
     zero = np.float32(0.0)
-    if n_cols >= _BLOCK:
-        c = 0
-        while c < n_cols:
-            # The last block is shifted left to end at n_cols (overlapping the previous
-            # one) so every block is full width and no scalar tail loop is needed.
-            cs = c if c + _BLOCK <= n_cols else n_cols - _BLOCK
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
-            for i in range(h):
-                # A slice starting at the block lets LLVM see non-negative, consecutive
-                # indices (no wrap-around selects), which is what allows vectorisation.
-                seg = win[win_row + i, cs : cs + w_pad + _BLOCK - 1]
-                trow = tmpl_pad[i]
-                for j in range(w_pad):
-                    t = trow[j]
-                    a0 += t * seg[j]
-                    a1 += t * seg[j + 1]
-                    a2 += t * seg[j + 2]
-                    a3 += t * seg[j + 3]
-                    a4 += t * seg[j + 4]
-                    a5 += t * seg[j + 5]
-                    a6 += t * seg[j + 6]
-                    a7 += t * seg[j + 7]
-            out_row[cs] = a0
-            out_row[cs + 1] = a1
-            out_row[cs + 2] = a2
-            out_row[cs + 3] = a3
-            out_row[cs + 4] = a4
-            out_row[cs + 5] = a5
-            out_row[cs + 6] = a6
-            out_row[cs + 7] = a7
-            c = cs + _BLOCK
-    else:
-        for c in range(n_cols):
-            acc = zero
-            for i in range(h):
-                seg = win[win_row + i, c : c + w_pad]
-                trow = tmpl_pad[i]
-                for j in range(w_pad):
-                    acc += trow[j] * seg[j]
-            out_row[c] = acc
+    if n_k < _BLOCK:
+        for k in range(n_k):
+            out_row[k * step] = _numerator_at(win, tmpl_pad, win_row, k * step)
+        return
+    k = 0
+    while k < n_k:
+        # The last block is shifted back to end at the last position (overlapping the
+        # previous one) so every block is full width and no scalar tail loop is needed.
+        ks = k if k + _BLOCK <= n_k else n_k - _BLOCK
+        cs = ks * step
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+        for i in range(h):
+            # The inner loop runs along a template row: LLVM vectorises it 8 lanes at a
+            # time with one vector accumulator per output. A slice starting at the block
+            # gives it non-negative, consecutive indices (no wrap-around selects).
+            seg = win[win_row + i, cs : cs + w_pad + (_BLOCK - 1) * step]
+            trow = tmpl_pad[i]
+            for j in range(w_pad):
+                t = trow[j]
+                a0 += t * seg[j]
+                a1 += t * seg[j + step]
+                a2 += t * seg[j + 2 * step]
+                a3 += t * seg[j + 3 * step]
+                a4 += t * seg[j + 4 * step]
+                a5 += t * seg[j + 5 * step]
+                a6 += t * seg[j + 6 * step]
+                a7 += t * seg[j + 7 * step]
+        out_row[cs] = a0
+        out_row[cs + step] = a1
+        out_row[cs + 2 * step] = a2
+        out_row[cs + 3 * step] = a3
+        out_row[cs + 4 * step] = a4
+        out_row[cs + 5 * step] = a5
+        out_row[cs + 6 * step] = a6
+        out_row[cs + 7 * step] = a7
+        k = ks + _BLOCK
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _copy_window(image, shift, row0, col0, n_rows, n_cols, win):
-    """Copy ``image[row0:row0+n_rows, col0:col0+n_cols] - shift`` into ``win`` as float32,
-    zero the rest of ``win``'s columns, and return the number of NaN or inf pixels.
+def _prepare_window(image, shift, row0, col0, n_win_rows, n_win_cols, win, integ, integ2):
+    """Copy ``image[row0:row0+n_win_rows, col0:col0+n_win_cols] - shift`` into ``win`` as
+    float32 (zeroing ``win``'s further columns), build the integral images of the copy and
+    of its square, and return the number of NaN or inf pixels.
 
     Subtracting the template mean before rounding to float32 keeps the copy's relative
-    precision that of the deviations, not of the absolute intensities."""
+    precision that of the deviations, not of the absolute intensities. ``integ[r, c]`` is
+    the sum of ``win[:r, :c]`` (float64); row 0 and column 0 are zero."""
     n_bad = 0
     zero = np.float32(0.0)
     width = win.shape[1]
-    for r in range(n_rows):
-        src = image[row0 + r, col0 : col0 + n_cols]
+    for c in range(n_win_cols + 1):
+        integ[0, c] = 0.0
+        integ2[0, c] = 0.0
+    for r in range(n_win_rows):
+        src = image[row0 + r, col0 : col0 + n_win_cols]
         dst = win[r]
-        for c in range(n_cols):
+        above = integ[r]
+        above2 = integ2[r]
+        here = integ[r + 1]
+        here2 = integ2[r + 1]
+        here[0] = 0.0
+        here2[0] = 0.0
+        run = 0.0
+        run2 = 0.0
+        for c in range(n_win_cols):
             v = src[c]
             if not math.isfinite(v):
                 n_bad += 1
-            dst[c] = v - shift
-        for c in range(n_cols, width):
+            d = np.float32(v - shift)
+            dst[c] = d
+            dv = np.float64(d)
+            run += dv
+            run2 += dv * dv
+            here[c + 1] = above[c + 1] + run
+            here2[c + 1] = above2[c + 1] + run2
+        for c in range(n_win_cols, width):
             dst[c] = zero
     return n_bad
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _count_nonfinite(image, row0, col0, n_rows, n_cols):
-    """Number of NaN or inf pixels in ``image[row0:row0+n_rows, col0:col0+n_cols]``."""
-    n_bad = 0
-    for r in range(n_rows):
-        seg = image[row0 + r, col0 : col0 + n_cols]
-        for c in range(n_cols):
-            if not math.isfinite(seg[c]):
-                n_bad += 1
-    return n_bad
+def _score(num, integ, integ2, r, c, h, w, tmpl_norm, flat_ssd):
+    """ZNCC of the patch at window position ``(r, c)`` from its numerator and the integral
+    images; returns ``(score, flat)``: a flat patch scores 0."""
+    r1 = r + h
+    c1 = c + w
+    s = integ[r1, c1] - integ[r, c1] - integ[r1, c] + integ[r, c]
+    s2 = integ2[r1, c1] - integ2[r, c1] - integ2[r1, c] + integ2[r, c]
+    patch_ssd = s2 - s * s / (h * w)
+    if patch_ssd <= flat_ssd:  # also catches rounding below 0
+        return 0.0, True
+    return _clamped_ratio(num, patch_ssd, tmpl_norm), False
 
 
 @numba.njit(**NJIT_OPTIONS)
@@ -220,6 +265,21 @@ def _clamped_ratio(num, patch_ssd, tmpl_norm):
 
 
 @numba.njit(**NJIT_OPTIONS)
+def _score_all(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols, out):
+    """Score every position of a prepared window into ``out``; returns the number of
+    flat patches."""
+    n_flat = 0
+    for r in range(n_rows):
+        out_row = out[r]
+        _correlate_row(win, tmpl_pad, r, n_cols, 1, out_row)
+        for c in range(n_cols):
+            score, flat = _score(out_row[c], integ, integ2, r, c, h, w, tmpl_norm, flat_ssd)
+            out_row[c] = score
+            n_flat += 1 if flat else 0
+    return n_flat
+
+
+@numba.njit(**NJIT_OPTIONS)
 def _zncc_kernel(
     image,
     tmpl_zm,
@@ -231,11 +291,11 @@ def _zncc_kernel(
     n_rows,
     n_cols,
     win,
-    colsum,
-    colsum2,
+    integ,
+    integ2,
     out,
 ):
-    """ZNCC of a prepared template at the patches ``(row0 + r, col0 + c)``.
+    """ZNCC of a prepared template at every patch ``(row0 + r, col0 + c)``.
 
     Never raises and never allocates. The caller guarantees that every patch lies inside
     the image: ``0 <= row0``, ``row0 + n_rows + h - 1 <= H`` and likewise for columns.
@@ -256,10 +316,8 @@ def _zncc_kernel(
         Image row and column of the top-left corner of the first patch.
     n_rows, n_cols : int
         Number of patch positions (score rows and columns) to compute.
-    win : (>= n_rows + h - 1, >= n_cols + w_pad - 1) float32 ndarray
-        Scratch for the window copy (:func:`window_buffer`).
-    colsum, colsum2 : (>= n_cols + w - 1,) float64 ndarray
-        Scratch buffers for the running column sums.
+    win, integ, integ2 : ndarray
+        Scratch from :func:`window_buffers` for at least ``n_rows x n_cols`` positions.
     out : (>= n_rows, >= n_cols) float64 ndarray
         Receives the scores in ``out[:n_rows, :n_cols]``: NaN where the patch holds a
         non-finite pixel, 0 where the patch (or the template) is flat.
@@ -270,7 +328,6 @@ def _zncc_kernel(
         Number of positions scored 0 because their patch (or the template) is flat.
     """
     h, w = tmpl_zm.shape
-    inv_n = 1.0 / (h * w)
     if not (tmpl_ssd > 0.0 and math.isfinite(tmpl_ssd)):
         for r in range(n_rows):
             for c in range(n_cols):
@@ -278,13 +335,15 @@ def _zncc_kernel(
         return n_rows * n_cols
     tmpl_norm = math.sqrt(tmpl_ssd)
     flat_ssd = FLAT_VARIANCE_RATIO * tmpl_ssd
-    n_sum_cols = n_cols + w - 1
-    n_bad = _copy_window(image, shift, row0, col0, n_rows + h - 1, n_sum_cols, win)
+    n_bad = _prepare_window(
+        image, shift, row0, col0, n_rows + h - 1, n_cols + w - 1, win, integ, integ2
+    )
     n_flat = 0
     if n_bad > 0:
-        # A NaN or inf would poison the running sums for every later position (and, via
+        # A NaN or inf poisons the integral images for every later position (and, via
         # the zero-padded template columns, the numerators of its neighbours): sum each
         # patch directly in float64 instead, so it only affects the patches holding it.
+        inv_n = 1.0 / (h * w)
         for r in range(n_rows):
             for c in range(n_cols):
                 num = 0.0
@@ -305,49 +364,7 @@ def _zncc_kernel(
                 else:
                     out[r, c] = _clamped_ratio(num, patch_ssd, tmpl_norm)
         return n_flat
-    for r in range(n_rows):
-        out_row = out[r]
-        # Numerators in float32 (8 lanes per AVX2 register): the window holds deviations
-        # from the template mean, so the products carry no large common offset and the
-        # sums keep ~1e-6 relative accuracy (tests/tracking/test_zncc.py bounds it).
-        _correlate_row(win, tmpl_pad, r, n_cols, out_row)
-        # Column sums over window rows r .. r + h - 1, in float64: built once, then slid
-        # down one row (add the entering row, subtract the leaving one).
-        if r == 0:
-            for c in range(n_sum_cols):
-                colsum[c] = 0.0
-                colsum2[c] = 0.0
-            for i in range(h):
-                seg = win[i]
-                for c in range(n_sum_cols):
-                    v = np.float64(seg[c])
-                    colsum[c] += v
-                    colsum2[c] += v * v
-        else:
-            new = win[r + h - 1]
-            old = win[r - 1]
-            for c in range(n_sum_cols):
-                a = np.float64(new[c])
-                b = np.float64(old[c])
-                colsum[c] += a - b
-                colsum2[c] += a * a - b * b
-        # Patch sums: a running sum of w column sums along the row.
-        bs = 0.0
-        bs2 = 0.0
-        for j in range(w):
-            bs += colsum[j]
-            bs2 += colsum2[j]
-        for c in range(n_cols):
-            if c > 0:
-                bs += colsum[c + w - 1] - colsum[c - 1]
-                bs2 += colsum2[c + w - 1] - colsum2[c - 1]
-            patch_ssd = bs2 - bs * bs * inv_n
-            if patch_ssd <= flat_ssd:  # also catches rounding below 0
-                out_row[c] = 0.0
-                n_flat += 1
-            else:
-                out_row[c] = _clamped_ratio(out_row[c], patch_ssd, tmpl_norm)
-    return n_flat
+    return _score_all(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols, out)
 
 
 @numba.njit(**NJIT_OPTIONS)
@@ -494,8 +511,164 @@ _SEARCH_NO_FINITE_SCORE = 5
 
 # Layout of _search_kernel's result buffer.
 _R_ROW_PX, _R_COL_PX, _R_PEAK, _R_SHARPNESS, _R_AT_EDGE = 0, 1, 2, 3, 4
-_R_WIN_ROW0, _R_WIN_COL0, _R_WIN_ROWS, _R_WIN_COLS = 5, 6, 7, 8
-_SEARCH_RESULT_SIZE = 9
+_R_WIN_ROW0, _R_WIN_COL0, _R_WIN_ROWS, _R_WIN_COLS, _R_N_SCORED = 5, 6, 7, 8, 9
+_SEARCH_RESULT_SIZE = 10
+
+COARSE_STEP = 2
+"""Stride in pixels of the coarse grid of a coarse-to-fine search."""
+
+COARSE_MIN_POSITIONS = 256
+"""Windows with more positions than this (16 x 16) are searched coarse-to-fine when the
+tracker allows it; smaller ones exhaustively (the coarse stage would save little)."""
+
+MAX_CANDIDATES = 4
+"""Coarse local maxima climbed at full resolution, best first (the candidate buffer's
+length)."""
+
+CANDIDATE_MARGIN = 0.2
+"""Coarse local maxima scoring more than this below the best coarse score are not
+climbed. A peak's nearest coarse sample is at most one pixel away along each axis; the
+ZNCC of an MR target drops by far less over one pixel, so the true peak's coarse
+neighbour always qualifies, while background bumps far below it are skipped."""
+
+COARSE_TRUST_SCORE = 0.5
+"""When the best score a coarse-to-fine search finds is below this, every position is
+scored after all. A weak best match is exactly when the coarse grid may have stepped over
+a narrow peak (a template with little spatial correlation); exhaustive scoring then
+costs time only on frames that are in doubt anyway, and makes the result there identical
+to an exhaustive search."""
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _score_at(win, tmpl_pad, integ, integ2, r, c, h, w, tmpl_norm, flat_ssd, scores):
+    """Score one window position into ``scores[r, c]``; returns 1 if the patch is flat."""
+    score, flat = _score(
+        _numerator_at(win, tmpl_pad, r, c), integ, integ2, r, c, h, w, tmpl_norm, flat_ssd
+    )
+    scores[r, c] = score
+    return 1 if flat else 0
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _climb(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols,
+           r, c, scores):
+    """Steepest ascent on the full-resolution score map from ``(r, c)``: score the 3 x 3
+    neighbourhood of the current position (positions already scored are reused; NaN marks
+    the others), move to its best, stop at a position that beats all its neighbours.
+    Returns the numbers of positions scored and of flat ones among them."""
+    n_scored = 0
+    n_flat = 0
+    while True:
+        best = scores[r, c]
+        br = r
+        bc = c
+        for dr in range(-1, 2):
+            rr = r + dr
+            if rr < 0 or rr >= n_rows:
+                continue
+            for dc in range(-1, 2):
+                cc = c + dc
+                if cc < 0 or cc >= n_cols:
+                    continue
+                if math.isnan(scores[rr, cc]):
+                    n_flat += _score_at(
+                        win, tmpl_pad, integ, integ2, rr, cc, h, w, tmpl_norm, flat_ssd, scores
+                    )
+                    n_scored += 1
+                if scores[rr, cc] > best:
+                    best = scores[rr, cc]
+                    br = rr
+                    bc = cc
+        if br == r and bc == c:
+            return n_scored, n_flat
+        r = br
+        c = bc
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _coarse_to_fine(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols,
+                    scores, candidates):
+    """Score a window coarse-to-fine into ``scores`` (NaN where not scored).
+
+    1. Score every :data:`COARSE_STEP`-th position along both axes (the same exact scores
+       as the exhaustive search, at a quarter of the positions).
+    2. Take the coarse local maxima within :data:`CANDIDATE_MARGIN` of the best coarse
+       score, best first, at most ``len(candidates)`` of them.
+    3. From each, climb the full-resolution map (:func:`_climb`) to a local maximum whose
+       3 x 3 neighbourhood is scored, as the sub-pixel fit needs.
+
+    Returns the numbers of positions scored and of flat ones among them.
+    """
+    step = COARSE_STEP
+    n_scored = 0
+    n_flat = 0
+    for r in range(n_rows):
+        for c in range(n_cols):
+            scores[r, c] = math.nan
+    for r in range(0, n_rows, step):
+        row = scores[r]
+        _correlate_row(win, tmpl_pad, r, n_cols, step, row)
+        for c in range(0, n_cols, step):
+            score, flat = _score(row[c], integ, integ2, r, c, h, w, tmpl_norm, flat_ssd)
+            row[c] = score
+            n_scored += 1
+            n_flat += 1 if flat else 0
+    best = -math.inf
+    for r in range(0, n_rows, step):
+        for c in range(0, n_cols, step):
+            if scores[r, c] > best:
+                best = scores[r, c]
+    # Top coarse local maxima by insertion into the small sorted candidate buffer.
+    n_cand_max = candidates.shape[0]
+    n_cand = 0
+    for r in range(0, n_rows, step):
+        for c in range(0, n_cols, step):
+            v = scores[r, c]
+            if not (v >= best - CANDIDATE_MARGIN):
+                continue
+            is_max = True
+            for dr in range(-step, step + 1, step):
+                rr = r + dr
+                if rr < 0 or rr >= n_rows:
+                    continue
+                for dc in range(-step, step + 1, step):
+                    cc = c + dc
+                    if 0 <= cc < n_cols and scores[rr, cc] > v:
+                        is_max = False
+            if not is_max:
+                continue
+            k = n_cand if n_cand < n_cand_max else n_cand_max
+            while k > 0 and candidates[k - 1, 0] < v:
+                if k < n_cand_max:
+                    candidates[k, 0] = candidates[k - 1, 0]
+                    candidates[k, 1] = candidates[k - 1, 1]
+                    candidates[k, 2] = candidates[k - 1, 2]
+                k -= 1
+            if k < n_cand_max:
+                candidates[k, 0] = v
+                candidates[k, 1] = r
+                candidates[k, 2] = c
+                if n_cand < n_cand_max:
+                    n_cand += 1
+    for k in range(n_cand):
+        k_scored, k_flat = _climb(
+            win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols,
+            int(candidates[k, 1]), int(candidates[k, 2]), scores,
+        )
+        n_scored += k_scored
+        n_flat += k_flat
+    return n_scored, n_flat
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _best_score(scores, n_rows, n_cols):
+    """Largest finite score of ``scores[:n_rows, :n_cols]`` (-inf when there is none)."""
+    best = -math.inf
+    for r in range(n_rows):
+        for c in range(n_cols):
+            if scores[r, c] > best:
+                best = scores[r, c]
+    return best
 
 
 @numba.njit(**NJIT_OPTIONS)
@@ -511,10 +684,12 @@ def _search_kernel(
     pred_col_px,
     search_rows_px,
     search_cols_px,
+    coarse_to_fine,
     win,
-    colsum,
-    colsum2,
+    integ,
+    integ2,
     scores,
+    candidates,
     result,
 ):
     """Search a window of one frame for the template (the tracker's per-frame kernel).
@@ -534,16 +709,21 @@ def _search_kernel(
         Predicted displacement in pixels; the window is centred on its nearest pixel.
     search_rows_px, search_cols_px : int
         Half-size of the search window in pixels.
-    win : (>= n_rows_max + h - 1, >= n_cols_max + w_pad - 1) float32 ndarray
-        Scratch for the ZNCC kernel (:func:`window_buffer`).
-    colsum, colsum2 : (>= n_cols_max + w - 1,) float64 ndarray
-        Scratch for the ZNCC kernel.
+    coarse_to_fine : bool
+        Search windows of more than :data:`COARSE_MIN_POSITIONS` positions
+        coarse-to-fine (:func:`_coarse_to_fine`) instead of scoring every position.
+    win, integ, integ2 : ndarray
+        Scratch from :func:`window_buffers` for ``n_rows_max x n_cols_max`` positions.
     scores : (>= n_rows_max, >= n_cols_max) float64 ndarray
-        Receives the ZNCC map of the window, where ``n_rows_max = min(2 * search_rows_px
-        + 1, H - h + 1)`` and ``n_cols_max = min(2 * search_cols_px + 1, W - w + 1)``.
-    result : (9,) float64 ndarray
-        Receives displacement (row, col px), peak, sharpness, at-edge flag, and the
-        window (first template row and column, number of rows and columns).
+        Receives the ZNCC map of the window (NaN at positions a coarse-to-fine search
+        did not score), where ``n_rows_max = min(2 * search_rows_px + 1, H - h + 1)``
+        and ``n_cols_max = min(2 * search_cols_px + 1, W - w + 1)``.
+    candidates : (MAX_CANDIDATES, 3) float64 ndarray
+        Scratch for the coarse-to-fine search.
+    result : (10,) float64 ndarray
+        Receives displacement (row, col px), peak, sharpness, at-edge flag, the window
+        (first template row and column, number of rows and columns) and the number of
+        positions scored.
 
     Returns
     -------
@@ -574,13 +754,29 @@ def _search_kernel(
     result[_R_WIN_COLS] = max(n_cols, 0)
     if n_rows < 1 or n_cols < 1:
         return _SEARCH_WINDOW_OUTSIDE
-    if _count_nonfinite(image, row0, col0, n_rows + h - 1, n_cols + w - 1) > 0:
-        return _SEARCH_NONFINITE_PIXELS
-    n_flat = _zncc_kernel(
-        image, tmpl_zm, tmpl_pad, tmpl_ssd, shift, row0, col0, n_rows, n_cols,
-        win, colsum, colsum2, scores,
+    n_bad = _prepare_window(
+        image, shift, row0, col0, n_rows + h - 1, n_cols + w - 1, win, integ, integ2
     )
-    if n_flat == n_rows * n_cols:
+    if n_bad > 0:
+        return _SEARCH_NONFINITE_PIXELS
+    if not (tmpl_ssd > 0.0 and math.isfinite(tmpl_ssd)):
+        return _SEARCH_NO_CONTRAST
+    tmpl_norm = math.sqrt(tmpl_ssd)
+    flat_ssd = FLAT_VARIANCE_RATIO * tmpl_ssd
+    exhaustive = True
+    if coarse_to_fine and n_rows * n_cols > COARSE_MIN_POSITIONS:
+        n_scored, n_flat = _coarse_to_fine(
+            win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols,
+            scores, candidates,
+        )
+        exhaustive = not (_best_score(scores, n_rows, n_cols) >= COARSE_TRUST_SCORE)
+    if exhaustive:
+        n_flat = _score_all(
+            win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols, scores
+        )
+        n_scored = n_rows * n_cols
+    result[_R_N_SCORED] = n_scored
+    if n_flat == n_scored:
         return _SEARCH_NO_CONTRAST
     row, col, peak, sharpness, at_edge = _peak_kernel(scores, n_rows, n_cols)
     if not (math.isfinite(peak) and math.isfinite(row) and math.isfinite(col)):
@@ -684,11 +880,9 @@ def zncc_map(image: np.ndarray, template: np.ndarray, out: np.ndarray | None = N
             f"out: must be a writeable C-contiguous float64 array of shape {(n_rows, n_cols)}"
         )
     image = np.ascontiguousarray(image)
-    win = window_buffer(n_rows, n_cols, (h, w))
-    colsum = np.empty(n_cols + w - 1, dtype=np.float64)
-    colsum2 = np.empty(n_cols + w - 1, dtype=np.float64)
+    win, integ, integ2 = window_buffers(n_rows, n_cols, (h, w))
     _zncc_kernel(
         image, tmpl_zm, pad_template(tmpl_zm), tmpl_ssd, mean, 0, 0, n_rows, n_cols,
-        win, colsum, colsum2, out,
+        win, integ, integ2, out,
     )
     return out

@@ -77,8 +77,8 @@ def test_attributes_follow_the_definitions(tracker: TemplateTracker) -> None:
     mask = _lesion_mask((72, 72))
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    ctx_r = math.ceil(10.0 / SPACING_MM[0])  # default context_mm = 10
-    ctx_c = math.ceil(10.0 / SPACING_MM[1])
+    ctx_r = math.ceil(20.0 / SPACING_MM[0])  # default context_mm = 20
+    ctx_c = math.ceil(20.0 / SPACING_MM[1])
     assert ctx_r != ctx_c  # the anisotropic conversion is exercised
     assert tracker.template_origin_px == (rows[0] - ctx_r, cols[0] - ctx_c)
     assert tracker.template_shape == (
@@ -179,7 +179,8 @@ def test_explicit_prediction_centres_the_search(
 
 def test_search_window_is_clipped_at_the_image_border(canvas: np.ndarray) -> None:
     centre = (14, 16)  # lesion close to the top-left corner
-    tracker = TemplateTracker(_crop(canvas, centre), _lesion_mask(centre), SPACING_MM)
+    # 10 mm of context keeps the template itself clear of the left border
+    tracker = TemplateTracker(_crop(canvas, centre), _lesion_mask(centre), SPACING_MM, context_mm=10.0)
     origin_r, origin_c = tracker.template_origin_px
     search_r, search_c = tracker.search_px
     assert origin_r < search_r  # the window must be clipped at the top

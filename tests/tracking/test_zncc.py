@@ -17,7 +17,7 @@ from tracking.zncc import (
     _zncc_kernel,
     pad_template,
     prepare_template,
-    window_buffer,
+    window_buffers,
     subpixel_peak,
     zncc_map,
 )
@@ -156,12 +156,11 @@ def test_kernel_window_offsets_match_naive(
     tmpl_zm, tmpl_ssd, mean = prepare_template(template)
     h, w = template.shape
     out = np.full((n_rows + 2, n_cols + 3), -7.0)
-    colsum = np.full(n_cols + w - 1, np.nan)
-    colsum2 = np.full(n_cols + w - 1, np.nan)
-    win = np.full(window_buffer(n_rows, n_cols, (h, w)).shape, np.nan, dtype=np.float32)
+    # scratch full of NaN: the kernel must not read anything it did not write
+    win, integ, integ2 = (np.full_like(b, np.nan) for b in window_buffers(n_rows, n_cols, (h, w)))
     _zncc_kernel(
         image, tmpl_zm, pad_template(tmpl_zm), tmpl_ssd, mean, row0, col0, n_rows, n_cols,
-        win, colsum, colsum2, out,
+        win, integ, integ2, out,
     )
     window = image[row0 : row0 + n_rows + h - 1, col0 : col0 + n_cols + w - 1]
     np.testing.assert_allclose(out[:n_rows, :n_cols], zncc_naive(window, template), atol=SCORE_ATOL)
