@@ -17,11 +17,12 @@ import numpy as np
 
 from hardware import Frame
 from maestro.phantom import generate_session
+from tracking.tracker import DEFAULT_CONTEXT_MM
 
 #: Lesion diameter of every benchmark workload (mm): the issue's "3 cm lesion".
 LESION_MM = 30.0
 #: Context around the lesion's bounding box in the template (mm): the session default.
-CONTEXT_MM = 10.0
+CONTEXT_MM = DEFAULT_CONTEXT_MM
 PHANTOM_SECONDS = 60.0
 
 

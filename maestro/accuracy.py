@@ -49,12 +49,6 @@ DEFAULT_TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" 
 LARGE_ERROR_MM = 2.0
 #: Lesions at least this large are scored by Dice, mm.
 DICE_MIN_DIAMETER_MM = 20.0
-#: Template context used for the accuracy figures, mm. At the 4 fps mode's 3.5 mm pixels
-#: the replay default of 10 mm leaves 3 pixels of context around a small lesion, and the
-#: noise of the reference frame then biases every frame by up to ~0.5 mm (measured: mean
-#: error 0.64-0.68 mm on two of the eighteen sessions); 20 mm of rigidly moving liver
-#: around the lesion brings the error down 2-3x.
-ACCURACY_CONTEXT_MM = 20.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +110,7 @@ def evaluate_tracking(
     lesion_diameter_mm: float | None = None,
     confidence_floor: float = 0.5,
     loop: bool = False,
-    context_mm: float = ACCURACY_CONTEXT_MM,
+    context_mm: float = 20.0,
     search_mm: float = 15.0,
     max_references: int = 1,
     strain_per_mm: float | None = None,
@@ -135,7 +129,8 @@ def evaluate_tracking(
     confidence_floor : float
         Confidence below which a frame counts as flagged (the gate's floor).
     context_mm, search_mm : float
-        Tracker settings (as ``maestro replay``; see :data:`ACCURACY_CONTEXT_MM`).
+        Tracker settings (``maestro replay``'s defaults; see
+        :data:`tracking.tracker.DEFAULT_CONTEXT_MM`).
     max_references : int
         1: the fixed reference (:class:`tracking.tracker.TemplateTracker`); more: up to
         that many references from different breathing phases
@@ -423,8 +418,8 @@ def add_parser(subparsers) -> None:  # type: ignore[no-untyped-def]
     ap.add_argument("--latency-ms", type=_number(0.0, low_inclusive=False, high=2000.0), default=250.0,
                     help="system latency = prediction horizon (ms, default 250)")
     ap.add_argument("--confidence-floor", type=_number(0.0, high=1.0), default=0.5)
-    ap.add_argument("--context-mm", type=_number(0.0), default=ACCURACY_CONTEXT_MM,
-                    help=f"tracker template context (mm, default {ACCURACY_CONTEXT_MM:g}; replay's default is 10)")
+    ap.add_argument("--context-mm", type=_number(0.0), default=20.0,
+                    help="tracker template context (mm, default 20, as replay)")
     ap.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0,
                     help="tracker search half-width (mm, default 15)")
     ap.add_argument("--references", type=_count, default=1,

@@ -132,9 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decide on the target position predicted this far ahead, e.g. the system latency "
                         "(ms, 0-2000; default 0 = no prediction)")
     t = rp.add_argument_group("tracking")
-    t.add_argument("--context-mm", type=_number(0.0), default=10.0,
-                   help="context around the target's bounding box in the template (mm, default 10; "
-                        "20 is more accurate at 3.5 mm pixels, see README)")
+    t.add_argument("--context-mm", type=_number(0.0), default=20.0,
+                   help="context around the target's bounding box in the template (mm, default 20)")
     t.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0,
                    help="half-width of the search window around the predicted position (mm, default 15)")
     b = rp.add_argument_group("simulated beam")

@@ -33,7 +33,7 @@ from maestro.stats import StreamingHistogram
 from maestro.target import reference_target
 from maestro.watchdog import Watchdog
 from tracking.predict import RidgeARPredictor
-from tracking.tracker import TemplateTracker
+from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, TemplateTracker
 from gating.warmup import warm_up as warm_up_gating
 from tracking.warmup import warm_up as warm_up_tracking
 
@@ -91,8 +91,8 @@ class SessionConfig:
     beam_on_delay_ms: float = 0.0
     beam_on_delay_frames: int = 0
     max_frame_age_ms: float = 250.0
-    context_mm: float = 10.0
-    search_mm: float = 15.0
+    context_mm: float = DEFAULT_CONTEXT_MM
+    search_mm: float = DEFAULT_SEARCH_MM
     target_box: tuple[int, int, int, int] | None = None
     watchdog_periods: float = 2.0
     predict_ms: float = 0.0

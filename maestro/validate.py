@@ -86,7 +86,7 @@ class ValidationSettings:
     beam_on_delay_ms: float = 0.0
     beam_on_delay_frames: int = 0
     max_frame_age_ms: float = 250.0
-    context_mm: float = 10.0
+    context_mm: float = 20.0
     search_mm: float = 15.0
     target_box: tuple[int, int, int, int] | None = None
     fps: float | None = None
@@ -717,7 +717,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--confidence-floor", type=_number(0.0, high=1.0), default=0.5)
     p.add_argument("--beam-on-delay-ms", type=_number(0.0), default=0.0)
     p.add_argument("--beam-on-delay-frames", type=_count, default=0)
-    p.add_argument("--context-mm", type=_number(0.0), default=10.0)
+    p.add_argument("--context-mm", type=_number(0.0), default=20.0)
     p.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0)
     p.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=None)
     p.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]")

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from tracking.tracker import TemplateTracker, TrackResult
+from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, TemplateTracker, TrackResult
 
 __all__ = ["MultiReferenceTracker"]
 
@@ -59,8 +59,8 @@ class MultiReferenceTracker:
         reference: np.ndarray,
         target_mask: np.ndarray,
         spacing_mm: tuple[float, float],
-        context_mm: float = 10.0,
-        search_mm: float = 15.0,
+        context_mm: float = DEFAULT_CONTEXT_MM,
+        search_mm: float = DEFAULT_SEARCH_MM,
         dtype: type[np.floating] | np.dtype = np.float32,
         refine: bool = True,
         max_references: int = 3,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -70,3 +71,21 @@ def test_console_script_help() -> None:
     assert proc.returncode == 0
     for option in ("--target-box", "--margin-mm", "--threshold-pct", "--beam-on-delay-ms", "--realtime", "--fps", "--out"):
         assert option in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["replay", "validate", "accuracy", "live"])
+def test_tracker_defaults_are_the_trackers(command: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The command modules write their defaults as literals (importing tracking/ would
+    load Numba before the command is known); they must stay those of tracking.tracker,
+    the session and the validation sweep."""
+    from maestro.cli import build_parser
+    from maestro.session import SessionConfig
+    from maestro.validate import ValidationSettings
+    from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    defaults = {a.dest: a.default for a in sub._actions}
+    assert (defaults["context_mm"], defaults["search_mm"]) == (DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM)
+    for config in (SessionConfig(), ValidationSettings()):
+        assert (config.context_mm, config.search_mm) == (DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM)
