@@ -41,13 +41,14 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
 
 from hardware.errors import InputError
+
+if TYPE_CHECKING:
+    import pydicom
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,10 @@ def _read_slice(path: Path) -> _Slice:
 
 
 def _read_slice_checked(path: Path) -> _Slice:
+    # pydicom is imported on first use: a replay of any other format skips its ~0.25 s.
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError as exc:
@@ -341,7 +346,9 @@ def _read_slice_checked(path: Path) -> _Slice:
 
 
 #: Uncompressed little-endian transfer syntaxes whose pixels :func:`_decode_pixels` reads directly.
-_NATIVE_LITTLE_ENDIAN = frozenset({pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.ExplicitVRLittleEndian})
+#: (pydicom.uid.ImplicitVRLittleEndian and ExplicitVRLittleEndian, spelled out so that this
+#: module does not import pydicom.)
+_NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 
 
 def _decode_pixels(path: Path, ds: pydicom.Dataset) -> np.ndarray:

@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from hardware.errors import InputError
 from hardware.format_errors import FormatError
@@ -310,6 +309,8 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
         (row, col) corners in pixel-edge coordinates (integers), clockwise on screen,
         not repeated at the end, collinear corners removed.
     """
+    from scipy import ndimage  # here, not at the top: replay start-up need not pay ~0.4 s
+
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2D, got shape {mask.shape}")

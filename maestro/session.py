@@ -446,7 +446,8 @@ class GatingSession:
         The beam ends held whatever stops the session (end of data, Ctrl-C, an error).
         """
         # Every kernel compiled or loaded before the first frame is accepted.
-        warm_up_tracking()
+        # float32 only: the session's tracker works in float32 (other frames are converted).
+        warm_up_tracking(dtypes=(np.float32,), map_functions=False)
         warm_up_gating()
         gc_was_enabled = gc.isenabled()
         # Keep the collector out of the loop's tail: collect once now, before any frame

@@ -27,15 +27,25 @@ def _dummy_frame(dtype: type[np.floating]) -> tuple[np.ndarray, np.ndarray]:
     return frame, mask
 
 
-def warm_up() -> None:
+def warm_up(
+    dtypes: tuple[type[np.floating], ...] = (np.float32, np.float64), map_functions: bool = True
+) -> None:
     """Compile or load every kernel for the signatures the tracker and :func:`zncc_map` use.
 
-    Runs the public entry points on small dummy frames for float32 and float64, with
-    writeable and read-only images (Numba types the two differently), so that the first
-    real frame dispatches straight to machine code. Takes seconds on the first run after
-    a source change (compilation) and well under a second once Numba's cache is filled.
+    Runs the entry points on small dummy frames of each dtype, with writeable and
+    read-only images (Numba types the two differently), so that the first real frame
+    dispatches straight to machine code. Takes seconds on the first run after a source
+    change (compilation); once Numba's cache is filled each kernel variant still costs
+    ~25 ms to load, which is why a session asks only for what it runs.
+
+    Parameters
+    ----------
+    dtypes : tuple of {numpy.float32, numpy.float64}
+        Tracker dtypes to prepare (a session's tracker works in float32).
+    map_functions : bool
+        Also prepare :func:`zncc_map` and :func:`subpixel_peak` (not used per frame).
     """
-    for dtype in (np.float32, np.float64):
+    for dtype in dtypes:
         frame, mask = _dummy_frame(dtype)
         readonly = frame.copy()
         readonly.flags.writeable = False
@@ -44,8 +54,8 @@ def warm_up() -> None:
         )
         template = frame[8:16, 8:16]
         for image in (frame, readonly):
-            scores = zncc_map(image, template)
-            subpixel_peak(scores)
+            if map_functions:
+                subpixel_peak(zncc_map(image, template))
             tracker.track(image)
             tracker.reset()
     log.debug("tracking kernels compiled or loaded from cache")

@@ -28,7 +28,7 @@ _PROBE = textwrap.dedent(
     import tracking.tracker, tracking.zncc
     from tracking import TemplateTracker, warm_up
 
-    warm = sys.argv[1] == "1"
+    warm = sys.argv[1]
     cases = [(np.dtype(arg.split(":")[0]), arg.endswith(":ro")) for arg in sys.argv[2:]]
 
     def dispatchers():
@@ -39,8 +39,10 @@ _PROBE = textwrap.dedent(
             if isinstance(obj, numba.core.dispatcher.Dispatcher)
         ]
 
-    if warm:
+    if warm == "all":
         warm_up()
+    elif warm == "session":
+        warm_up(dtypes=(np.float32,), map_functions=False)
     rng = np.random.default_rng(0)
     rows, cols = np.mgrid[0:144, 0:144]
     lesion = (rows - 70) ** 2 + (cols - 75) ** 2 < 40
@@ -69,11 +71,11 @@ _PROBE = textwrap.dedent(
 CASES = ("float32", "float32:ro", "float64", "float64:ro")
 
 
-def _probe(warm: bool, cases: tuple[str, ...]) -> list[dict[str, object]]:
+def _probe(warm: str, cases: tuple[str, ...]) -> list[dict[str, object]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     completed = subprocess.run(
-        [sys.executable, "-c", _PROBE, "1" if warm else "0", *cases],
+        [sys.executable, "-c", _PROBE, warm, *cases],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -88,8 +90,17 @@ def _probe(warm: bool, cases: tuple[str, ...]) -> list[dict[str, object]]:
 def test_no_compilation_on_first_frame_after_warm_up() -> None:
     """float32 and float64 trackers, writeable and read-only frames (Numba types the
     two differently; frames handed over by a source are often read-only)."""
-    reports = _probe(warm=True, cases=CASES)
-    assert [r["case"] for r in reports] == list(CASES)
+    _assert_nothing_compiled(_probe("all", CASES), CASES)
+
+
+def test_a_sessions_warm_up_covers_its_float32_tracker() -> None:
+    """GatingSession warms up float32 tracking only (its tracker's dtype)."""
+    cases = ("float32", "float32:ro")
+    _assert_nothing_compiled(_probe("session", cases), cases)
+
+
+def _assert_nothing_compiled(reports: list[dict[str, object]], cases: tuple[str, ...]) -> None:
+    assert [r["case"] for r in reports] == list(cases)
     for report in reports:
         assert report["n_dispatchers"] >= 5, report
         assert report["compile_events"] == 0, report
@@ -100,6 +111,6 @@ def test_no_compilation_on_first_frame_after_warm_up() -> None:
 def test_probe_detects_the_first_frame_dispatch_without_warm_up() -> None:
     """Control: without warm_up() the same first frame does add kernels (compiled, or
     loaded from Numba's cache), so the probe above can fail."""
-    (report,) = _probe(warm=False, cases=("float32",))
+    (report,) = _probe("none", ("float32",))
     assert report["new_overloads"] > 0
     assert report["valid"]
