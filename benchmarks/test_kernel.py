@@ -6,7 +6,8 @@ around the template's reference position. Both sides find the best match in the 
 
 * ours: ``tracking.zncc._search_kernel`` exactly as :class:`TemplateTracker` calls it
   (float32 window copy and integral images, scores - coarse-to-fine when the window has
-  more than ``COARSE_MIN_POSITIONS`` positions -, sub-pixel peak and sharpness);
+  more than ``COARSE_MIN_POSITIONS`` positions: half resolution, then full-resolution
+  ascent -, sub-pixel peak and sharpness);
 * OpenCV: ``cv2.matchTemplate`` into a preallocated map plus ``cv2.minMaxLoc``.
 
 The exhaustive kernel (every position scored, as ``zncc_map`` does) is timed against
@@ -51,8 +52,9 @@ def test_kernel_vs_opencv(request: pytest.FixtureRequest, figures, quick: bool, 
     t = tracker
     search_args = (
         frame, t._tmpl_zm, t._tmpl_pad, t._tmpl_ssd, t._shift, t._tmpl_row0, t._tmpl_col0,
-        0.0, 0.0, t._search_rows_px, t._search_cols_px, t._coarse_to_fine,
-        t._win, t._integ, t._integ2, t._scores, t._candidates, t._result,
+        0.0, 0.0, t._search_rows_px, t._search_cols_px, t._win, t._integ, t._integ2, t._scores,
+        t._coarse_to_fine, t._coarse_margin, t._ctmpl_pad, t._ctmpl_ssd, t._ctmpl_w,
+        t._cwin, t._cinteg, t._cinteg2, t._cscores, t._candidates, t._result,
     )
     # The exhaustive map kernel, on the same window.
     full_scores = np.empty((n_rows, n_cols))

@@ -38,7 +38,11 @@ from tracking.zncc import (
     _SEARCH_RESULT_SIZE,
     _SEARCH_WINDOW_OUTSIDE,
     MAX_CANDIDATES,
+    MAX_COARSE_MARGIN,
     _search_kernel,
+    coarse_buffers,
+    coarse_margin,
+    coarse_template,
     pad_template,
     prepare_template,
     window_buffers,
@@ -88,8 +92,8 @@ class TrackResult:
     sharpness : float
         How distinct the match is: the peak minus the mean score of the search window
         outside a 5 x 5 pixel zone around the peak (see
-        :func:`tracking.zncc.subpixel_peak`); after a coarse-to-fine search, the mean
-        over the positions it scored there. NaN when invalid.
+        :func:`tracking.zncc.subpixel_peak`); after a coarse-to-fine search, the
+        background mean is that of the half-resolution map. NaN when invalid.
     confidence : float
         ``peak_zncc`` clipped to [0, 1]; 0 when invalid. A similarity, not a probability:
         1 means the frame contains the reference template exactly (up to brightness
@@ -163,9 +167,12 @@ class TemplateTracker:
         converge within one pixel of the ZNCC peak.
     coarse_to_fine : bool, default True
         Search windows of more than :data:`tracking.zncc.COARSE_MIN_POSITIONS`
-        positions coarse-to-fine: exact scores on every second position, then
-        steepest ascent at full resolution from the best coarse maxima
-        (:func:`tracking.zncc._coarse_to_fine`). False scores every position.
+        positions coarse-to-fine: every position at half resolution, then steepest
+        ascent at full resolution from the best coarse maxima, every position after
+        all when the best match found is weak (:func:`tracking.zncc._search_kernel`).
+        False scores every position, as does a template with too little structure
+        coarser than two pixels (:func:`tracking.zncc.coarse_margin` above
+        :data:`tracking.zncc.MAX_COARSE_MARGIN`, or under 4 x 4 px).
 
     Attributes
     ----------
@@ -279,8 +286,15 @@ class TemplateTracker:
         self._search_cols_px = search_c
         self._spacing_row_mm, self._spacing_col_mm = spacing
         self._scores = np.zeros((max_rows, max_cols), dtype=np.float64)
-        self._coarse_to_fine = bool(coarse_to_fine)
         self._win, self._integ, self._integ2 = window_buffers(max_rows, max_cols, (h, w))
+        margin = coarse_margin(reference, (r0, c0), (h, w)) if coarse_to_fine else math.inf
+        coarse = coarse_template(tmpl_zm) if margin <= MAX_COARSE_MARGIN else None
+        self._coarse_to_fine = coarse is not None
+        self._coarse_margin = margin
+        if coarse is None:  # placeholders of the kernel's types: never read
+            coarse = (np.zeros((1, 8), dtype=np.float32), 1.0, 1)
+        self._ctmpl_pad, self._ctmpl_ssd, self._ctmpl_w = coarse
+        self._cwin, self._cinteg, self._cinteg2, self._cscores = coarse_buffers(max_rows, max_cols, (h, w))
         self._candidates = np.zeros((MAX_CANDIDATES, 3), dtype=np.float64)
         self._result = np.zeros(_SEARCH_RESULT_SIZE, dtype=np.float64)
         self._last_row_px = 0.0
@@ -325,7 +339,7 @@ class TemplateTracker:
     @property
     def last_positions_scored(self) -> int:
         """Number of window positions the last :meth:`track` call scored (all of them
-        for an exhaustive search, about a third for a coarse-to-fine one); 0 when no
+        for an exhaustive search, a few tens for a coarse-to-fine one); 0 when no
         window was searched."""
         n = self._result[_R_N_SCORED]
         return int(n) if math.isfinite(n) else 0
@@ -390,11 +404,19 @@ class TemplateTracker:
             pred_col_px,
             self._search_rows_px,
             self._search_cols_px,
-            self._coarse_to_fine,
             self._win,
             self._integ,
             self._integ2,
             self._scores,
+            self._coarse_to_fine,
+            self._coarse_margin,
+            self._ctmpl_pad,
+            self._ctmpl_ssd,
+            self._ctmpl_w,
+            self._cwin,
+            self._cinteg,
+            self._cinteg2,
+            self._cscores,
             self._candidates,
             self._result,
         )

@@ -35,12 +35,17 @@ How the kernel is fast and allocation-free:
   0, as scikit-image does, instead of dividing by a vanishing norm.
 
 The tracker's per-frame search (:func:`_search_kernel`) scores large windows (more than
-:data:`COARSE_MIN_POSITIONS` positions, e.g. +-30 mm) coarse-to-fine: the exact score at
-every second position along both axes, then steepest ascent at full resolution from the
-best coarse local maxima (:func:`_coarse_to_fine`), about 30 % of the positions in all.
-Whenever the best score it finds is below :data:`COARSE_TRUST_SCORE`, every position is
-scored after all. tests/tracking/test_coarse_to_fine.py holds it to the exhaustive
-search on every frame of real cine and of phantoms driven by real liver motion.
+:data:`COARSE_MIN_POSITIONS` positions, e.g. +-30 mm) coarse-to-fine: every position at
+half resolution (2 x 2 block means of window and template: a sixteenth of the work per
+position, and a smooth correlation surface), then steepest ascent at full resolution
+from every coarse local maximum within a margin of the best (:func:`_climb`), the margin
+measured per template on the reference (:func:`coarse_margin`: how much a perfect
+match loses at half resolution when it lies between coarse positions). When more than
+:data:`MAX_CANDIDATES` maxima qualify, or the best score found is below
+:data:`COARSE_TRUST_SCORE`, every position is scored after all; a template whose
+margin exceeds :data:`MAX_COARSE_MARGIN` is always searched exhaustively.
+tests/tracking/test_coarse_to_fine.py holds it to the exhaustive search on every frame
+of real cine and of phantoms driven by real liver motion, and on decoys.
 
 References
 ----------
@@ -59,6 +64,9 @@ from tracking._numba_options import NJIT_OPTIONS
 __all__ = [
     "FLAT_VARIANCE_RATIO",
     "SHARPNESS_EXCLUSION_PX",
+    "coarse_buffers",
+    "coarse_margin",
+    "coarse_template",
     "pad_template",
     "prepare_template",
     "subpixel_peak",
@@ -138,9 +146,9 @@ def _numerator_at(win, tmpl_pad, win_row, win_col):
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _correlate_row(win, tmpl_pad, win_row, n_cols, step, out_row):
-    """Write ``sum(tmpl_pad * win[patch])`` into ``out_row[c]`` for the patches of one row
-    at columns ``c = 0, step, 2 * step, ... < n_cols``.
+def _correlate_row(win, tmpl_pad, win_row, n_cols, out_row):
+    """Write ``sum(tmpl_pad * win[patch])`` into ``out_row[:n_cols]`` for the patches of
+    one row.
 
     Parameters
     ----------
@@ -150,50 +158,48 @@ def _correlate_row(win, tmpl_pad, win_row, n_cols, step, out_row):
         Zero-mean template padded with zero columns (:func:`pad_template`).
     win_row : int
         Window row of the top of the patches.
-    n_cols, step : int
-        Columns of the row's patch positions, and the stride between those computed.
+    n_cols : int
+        Number of patch positions along the row, the first at window column 0.
     out_row : (>= n_cols,) float64 ndarray
-        Receives the numerators; other entries are left alone.
+        Receives the numerators.
     """
     h, w_pad = tmpl_pad.shape
-    n_k = (n_cols - 1) // step + 1
     zero = np.float32(0.0)
-    if n_k < _BLOCK:
-        for k in range(n_k):
-            out_row[k * step] = _numerator_at(win, tmpl_pad, win_row, k * step)
+    if n_cols < _BLOCK:
+        for c in range(n_cols):
+            out_row[c] = _numerator_at(win, tmpl_pad, win_row, c)
         return
-    k = 0
-    while k < n_k:
+    c = 0
+    while c < n_cols:
         # The last block is shifted back to end at the last position (overlapping the
         # previous one) so every block is full width and no scalar tail loop is needed.
-        ks = k if k + _BLOCK <= n_k else n_k - _BLOCK
-        cs = ks * step
+        cs = c if c + _BLOCK <= n_cols else n_cols - _BLOCK
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
         for i in range(h):
             # The inner loop runs along a template row: LLVM vectorises it 8 lanes at a
             # time with one vector accumulator per output. A slice starting at the block
             # gives it non-negative, consecutive indices (no wrap-around selects).
-            seg = win[win_row + i, cs : cs + w_pad + (_BLOCK - 1) * step]
+            seg = win[win_row + i, cs : cs + w_pad + _BLOCK - 1]
             trow = tmpl_pad[i]
             for j in range(w_pad):
                 t = trow[j]
                 a0 += t * seg[j]
-                a1 += t * seg[j + step]
-                a2 += t * seg[j + 2 * step]
-                a3 += t * seg[j + 3 * step]
-                a4 += t * seg[j + 4 * step]
-                a5 += t * seg[j + 5 * step]
-                a6 += t * seg[j + 6 * step]
-                a7 += t * seg[j + 7 * step]
+                a1 += t * seg[j + 1]
+                a2 += t * seg[j + 2]
+                a3 += t * seg[j + 3]
+                a4 += t * seg[j + 4]
+                a5 += t * seg[j + 5]
+                a6 += t * seg[j + 6]
+                a7 += t * seg[j + 7]
         out_row[cs] = a0
-        out_row[cs + step] = a1
-        out_row[cs + 2 * step] = a2
-        out_row[cs + 3 * step] = a3
-        out_row[cs + 4 * step] = a4
-        out_row[cs + 5 * step] = a5
-        out_row[cs + 6 * step] = a6
-        out_row[cs + 7 * step] = a7
-        k = ks + _BLOCK
+        out_row[cs + 1] = a1
+        out_row[cs + 2] = a2
+        out_row[cs + 3] = a3
+        out_row[cs + 4] = a4
+        out_row[cs + 5] = a5
+        out_row[cs + 6] = a6
+        out_row[cs + 7] = a7
+        c = cs + _BLOCK
 
 
 @numba.njit(**NJIT_OPTIONS)
@@ -208,12 +214,31 @@ def _prepare_window(image, shift, row0, col0, n_win_rows, n_win_cols, win, integ
     n_bad = 0
     zero = np.float32(0.0)
     width = win.shape[1]
-    for c in range(n_win_cols + 1):
-        integ[0, c] = 0.0
-        integ2[0, c] = 0.0
     for r in range(n_win_rows):
         src = image[row0 + r, col0 : col0 + n_win_cols]
         dst = win[r]
+        for c in range(n_win_cols):
+            d = np.float32(src[c] - shift)
+            # Tested after the rounding: a finite float64 pixel beyond float32's range
+            # becomes inf here, and must not poison the integrals unnoticed.
+            if not math.isfinite(d):
+                n_bad += 1
+            dst[c] = d
+        for c in range(n_win_cols, width):
+            dst[c] = zero
+    _integrals(win, n_win_rows, n_win_cols, integ, integ2)
+    return n_bad
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _integrals(win, n_rows, n_cols, integ, integ2):
+    """Integral images of ``win[:n_rows, :n_cols]`` and of its square, in float64:
+    ``integ[r, c]`` is the sum of ``win[:r, :c]``; row 0 and column 0 are zero."""
+    for c in range(n_cols + 1):
+        integ[0, c] = 0.0
+        integ2[0, c] = 0.0
+    for r in range(n_rows):
+        row = win[r]
         above = integ[r]
         above2 = integ2[r]
         here = integ[r + 1]
@@ -222,32 +247,42 @@ def _prepare_window(image, shift, row0, col0, n_win_rows, n_win_cols, win, integ
         here2[0] = 0.0
         run = 0.0
         run2 = 0.0
-        for c in range(n_win_cols):
-            v = src[c]
-            if not math.isfinite(v):
-                n_bad += 1
-            d = np.float32(v - shift)
-            dst[c] = d
-            dv = np.float64(d)
-            run += dv
-            run2 += dv * dv
+        for c in range(n_cols):
+            v = np.float64(row[c])
+            run += v
+            run2 += v * v
             here[c + 1] = above[c + 1] + run
             here2[c + 1] = above2[c + 1] + run2
-        for c in range(n_win_cols, width):
-            dst[c] = zero
-    return n_bad
+
+
+def _rounding_coef(n_win_rows: int, n_win_cols: int, h: int, w: int) -> float:
+    """Bound, as a multiple of ``integ2[r + h, c + w]``, of the rounding error of a patch's
+    sum of squared deviations taken from integral images (used by :func:`_score`).
+
+    The four corners of each integral hold sums over up to the whole window, so their
+    differences carry float64 rounding of order eps times those sums; through ``s**2 / n``
+    the error of ``s`` is amplified by up to ``sqrt(window area / patch area)``. Without
+    this bound an exactly flat patch far from the template mean (large offset, tiny
+    spread) could score a non-zero rounding artefact."""
+    return 8.0 * 2.220446049250313e-16 * (1.0 + math.sqrt(n_win_rows * n_win_cols / (h * w)))
+
+
+_rounding_coef_jit = numba.njit(**NJIT_OPTIONS)(_rounding_coef)
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _score(num, integ, integ2, r, c, h, w, tmpl_norm, flat_ssd):
+def _score(num, integ, integ2, r, c, h, w, tmpl_norm, flat_ssd, rounding):
     """ZNCC of the patch at window position ``(r, c)`` from its numerator and the integral
-    images; returns ``(score, flat)``: a flat patch scores 0."""
+    images; returns ``(score, flat)``: a flat patch scores 0.
+
+    A patch is flat when its sum of squared deviations is at most ``flat_ssd`` plus the
+    rounding bound ``rounding * integ2[r + h, c + w]`` (:func:`_rounding_coef`)."""
     r1 = r + h
     c1 = c + w
     s = integ[r1, c1] - integ[r, c1] - integ[r1, c] + integ[r, c]
     s2 = integ2[r1, c1] - integ2[r, c1] - integ2[r1, c] + integ2[r, c]
     patch_ssd = s2 - s * s / (h * w)
-    if patch_ssd <= flat_ssd:  # also catches rounding below 0
+    if patch_ssd <= flat_ssd + rounding * integ2[r1, c1]:  # also catches rounding below 0
         return 0.0, True
     return _clamped_ratio(num, patch_ssd, tmpl_norm), False
 
@@ -265,15 +300,17 @@ def _clamped_ratio(num, patch_ssd, tmpl_norm):
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _score_all(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols, out):
+def _score_all(win, tmpl_pad, integ, integ2, h, w, norms, n_rows, n_cols, out):
     """Score every position of a prepared window into ``out``; returns the number of
-    flat patches."""
+    flat patches. ``norms`` is ``(tmpl_norm, flat_ssd, rounding)`` as :func:`_score`
+    takes them."""
+    tmpl_norm, flat_ssd, rounding = norms
     n_flat = 0
     for r in range(n_rows):
         out_row = out[r]
-        _correlate_row(win, tmpl_pad, r, n_cols, 1, out_row)
+        _correlate_row(win, tmpl_pad, r, n_cols, out_row)
         for c in range(n_cols):
-            score, flat = _score(out_row[c], integ, integ2, r, c, h, w, tmpl_norm, flat_ssd)
+            score, flat = _score(out_row[c], integ, integ2, r, c, h, w, tmpl_norm, flat_ssd, rounding)
             out_row[c] = score
             n_flat += 1 if flat else 0
     return n_flat
@@ -364,7 +401,8 @@ def _zncc_kernel(
                 else:
                     out[r, c] = _clamped_ratio(num, patch_ssd, tmpl_norm)
         return n_flat
-    return _score_all(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols, out)
+    norms = (tmpl_norm, flat_ssd, _rounding_coef_jit(n_rows + h - 1, n_cols + w - 1, h, w))
+    return _score_all(win, tmpl_pad, integ, integ2, h, w, norms, n_rows, n_cols, out)
 
 
 @numba.njit(**NJIT_OPTIONS)
@@ -514,50 +552,181 @@ _R_ROW_PX, _R_COL_PX, _R_PEAK, _R_SHARPNESS, _R_AT_EDGE = 0, 1, 2, 3, 4
 _R_WIN_ROW0, _R_WIN_COL0, _R_WIN_ROWS, _R_WIN_COLS, _R_N_SCORED = 5, 6, 7, 8, 9
 _SEARCH_RESULT_SIZE = 10
 
-COARSE_STEP = 2
-"""Stride in pixels of the coarse grid of a coarse-to-fine search."""
-
 COARSE_MIN_POSITIONS = 256
 """Windows with more positions than this (16 x 16) are searched coarse-to-fine when the
 tracker allows it; smaller ones exhaustively (the coarse stage would save little)."""
 
-MAX_CANDIDATES = 4
+MAX_CANDIDATES = 8
 """Coarse local maxima climbed at full resolution, best first (the candidate buffer's
-length)."""
+length). When more qualify, every position is scored instead."""
 
-CANDIDATE_MARGIN = 0.2
-"""Coarse local maxima scoring more than this below the best coarse score are not
-climbed. A peak's nearest coarse sample is at most one pixel away along each axis; the
-ZNCC of an MR target drops by far less over one pixel, so the true peak's coarse
-neighbour always qualifies, while background bumps far below it are skipped."""
+MARGIN_SLACK = 0.05
+"""Added to the coarse score loss measured on the reference (see :func:`coarse_margin`)."""
+
+MAX_COARSE_MARGIN = 0.5
+"""A template whose coarse margin exceeds this is always searched exhaustively: its
+structure is mostly finer than two pixels and the coarse stage would tell little."""
 
 COARSE_TRUST_SCORE = 0.5
-"""When the best score a coarse-to-fine search finds is below this, every position is
-scored after all. A weak best match is exactly when the coarse grid may have stepped over
-a narrow peak (a template with little spatial correlation); exhaustive scoring then
-costs time only on frames that are in doubt anyway, and makes the result there identical
-to an exhaustive search."""
+"""When the best full-resolution score a coarse-to-fine search finds is below this,
+every position is scored after all: a weak best match is exactly when the coarse stage
+may have missed the target (a template with little structure at half resolution), so
+exhaustive scoring costs time only on frames that are in doubt anyway, and the result
+there is the exhaustive search's."""
+
+
+def coarse_template(tmpl_zm: np.ndarray) -> tuple[np.ndarray, float, int] | None:
+    """The template at half resolution (2 x 2 block means), for the coarse stage.
+
+    Parameters
+    ----------
+    tmpl_zm : (h, w) float64 ndarray
+        Zero-mean template (from :func:`prepare_template`).
+
+    Returns
+    -------
+    tmpl_pad : (h // 2, w_pad) float32 ndarray
+        The coarse template minus its mean, zero-padded (:func:`pad_template`).
+    tmpl_ssd : float
+        Its sum of squared deviations.
+    w : int
+        Its width before padding, ``w // 2``.
+
+    ``None`` when the coarse template would be smaller than 2 x 2 or has no contrast:
+    the window is then always searched exhaustively.
+    """
+    h, w = tmpl_zm.shape
+    hc, wc = h // 2, w // 2
+    if hc < 2 or wc < 2:
+        return None
+    blocks = tmpl_zm[: 2 * hc, : 2 * wc].reshape(hc, 2, wc, 2).mean(axis=(1, 3))
+    blocks = blocks - blocks.mean()
+    ssd = float((blocks**2).sum())
+    if not (ssd > 0.0 and math.isfinite(ssd)):
+        return None
+    return pad_template(blocks), ssd, wc
+
+
+def coarse_margin(reference: np.ndarray, origin_px: tuple[int, int], shape: tuple[int, int]) -> float:
+    """How far below the best coarse score the target's own coarse maximum may fall.
+
+    A target at an odd pixel offset lies half-way between two half-resolution positions,
+    where its 2 x 2 blocks straddle the template's: its coarse score drops. How much is a
+    property of the template (a fine texture loses most of it), measured here on the
+    reference itself: the lowest ZNCC between the coarse template and the coarse version
+    of the reference shifted by one pixel in each of the eight directions. The margin is
+    ``1 - that + MARGIN_SLACK``: the true target's coarse maximum is climbed unless some
+    other coarse position scores better than the target does at full resolution.
+
+    Parameters
+    ----------
+    reference : (H, W) real ndarray
+    origin_px, shape : (int, int)
+        Top-left pixel and size of the template in the reference.
+
+    Returns
+    -------
+    float
+        The margin, or ``inf`` when the template is too small or lies against the image
+        border on every side (nothing to measure).
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    r0, c0 = origin_px
+    h, w = shape
+    hc, wc = h // 2, w // 2
+    if hc < 2 or wc < 2:
+        return math.inf
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        return a[: 2 * hc, : 2 * wc].reshape(hc, 2, wc, 2).mean(axis=(1, 3))
+
+    tmpl = blocks(ref[r0 : r0 + h, c0 : c0 + w])
+    tmpl = tmpl - tmpl.mean()
+    tmpl_norm = math.sqrt(float((tmpl**2).sum()))
+    worst = math.inf
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            a0, b0 = r0 + dr, c0 + dc
+            if (dr, dc) == (0, 0) or a0 < 0 or b0 < 0 or a0 + h > ref.shape[0] or b0 + w > ref.shape[1]:
+                continue
+            patch = blocks(ref[a0 : a0 + h, b0 : b0 + w])
+            patch = patch - patch.mean()
+            norm = tmpl_norm * math.sqrt(float((patch**2).sum()))
+            score = float((tmpl * patch).sum()) / norm if norm > 0.0 else 0.0
+            worst = min(worst, score)
+    return 1.0 - worst + MARGIN_SLACK if math.isfinite(worst) else math.inf
+
+
+def coarse_buffers(n_rows: int, n_cols: int, tmpl_shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Scratch for the coarse stage of a window of ``n_rows x n_cols`` positions of a
+    template of ``tmpl_shape`` (full resolution).
+
+    Returns
+    -------
+    win : (Hc, Wc - wc + wc_pad) float32 ndarray
+        The half-resolution window, ``Hc = (n_rows + h - 1) // 2``,
+        ``Wc = (n_cols + w - 1) // 2``, ``wc = w // 2`` and ``wc_pad`` its padded width.
+    integ, integ2 : (Hc + 1, Wc + 1) float64 ndarray
+        Its integral images.
+    scores : (Hc - h // 2 + 1, Wc - wc + 1) float64 ndarray
+        The coarse score map.
+    """
+    h, w = tmpl_shape
+    hc, wc = h // 2, w // 2
+    wc_pad = -(-wc // _LANES) * _LANES
+    n_hc = (n_rows + h - 1) // 2
+    n_wc = (n_cols + w - 1) // 2
+    win = np.zeros((max(n_hc, 1), max(n_wc - wc + wc_pad, 1)), dtype=np.float32)
+    integ = np.zeros((n_hc + 1, n_wc + 1), dtype=np.float64)
+    scores = np.zeros((max(n_hc - hc + 1, 1), max(n_wc - wc + 1, 1)), dtype=np.float64)
+    return win, integ, integ.copy(), scores
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _score_at(win, tmpl_pad, integ, integ2, r, c, h, w, tmpl_norm, flat_ssd, scores):
+def _downsample(win, n_win_rows, n_win_cols, cwin, cinteg, cinteg2):
+    """2 x 2 block means of ``win[:n_win_rows, :n_win_cols]`` into ``cwin`` (zeroing its
+    further columns) and their integral images; returns the coarse window's size."""
+    n_hc = n_win_rows // 2
+    n_wc = n_win_cols // 2
+    zero = np.float32(0.0)
+    quarter = np.float32(0.25)
+    width = cwin.shape[1]
+    for i in range(n_hc):
+        a = win[2 * i]
+        b = win[2 * i + 1]
+        dst = cwin[i]
+        for j in range(n_wc):
+            dst[j] = quarter * (a[2 * j] + a[2 * j + 1] + b[2 * j] + b[2 * j + 1])
+        for j in range(n_wc, width):
+            dst[j] = zero
+    _integrals(cwin, n_hc, n_wc, cinteg, cinteg2)
+    return n_hc, n_wc
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _score_at(win, tmpl_pad, integ, integ2, r, c, h, w, norms, scores):
     """Score one window position into ``scores[r, c]``; returns 1 if the patch is flat."""
+    tmpl_norm, flat_ssd, rounding = norms
     score, flat = _score(
-        _numerator_at(win, tmpl_pad, r, c), integ, integ2, r, c, h, w, tmpl_norm, flat_ssd
+        _numerator_at(win, tmpl_pad, r, c), integ, integ2, r, c, h, w, tmpl_norm, flat_ssd, rounding
     )
     scores[r, c] = score
     return 1 if flat else 0
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _climb(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols,
-           r, c, scores):
+def _climb(win, tmpl_pad, integ, integ2, h, w, norms, n_rows, n_cols, r, c, scores):
     """Steepest ascent on the full-resolution score map from ``(r, c)``: score the 3 x 3
     neighbourhood of the current position (positions already scored are reused; NaN marks
-    the others), move to its best, stop at a position that beats all its neighbours.
+    the others), move to its best, stop at a position that beats its neighbours. Equal
+    scores move towards the lower (row, col), as the peak search's row-major scan does,
+    so the position finally chosen always has its neighbourhood scored.
     Returns the numbers of positions scored and of flat ones among them."""
     n_scored = 0
     n_flat = 0
+    if math.isnan(scores[r, c]):
+        n_flat += _score_at(win, tmpl_pad, integ, integ2, r, c, h, w, norms, scores)
+        n_scored += 1
     while True:
         best = scores[r, c]
         br = r
@@ -571,12 +740,11 @@ def _climb(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_co
                 if cc < 0 or cc >= n_cols:
                     continue
                 if math.isnan(scores[rr, cc]):
-                    n_flat += _score_at(
-                        win, tmpl_pad, integ, integ2, rr, cc, h, w, tmpl_norm, flat_ssd, scores
-                    )
+                    n_flat += _score_at(win, tmpl_pad, integ, integ2, rr, cc, h, w, norms, scores)
                     n_scored += 1
-                if scores[rr, cc] > best:
-                    best = scores[rr, cc]
+                v = scores[rr, cc]
+                if v > best or (v == best and (rr < br or (rr == br and cc < bc))):
+                    best = v
                     br = rr
                     bc = cc
         if br == r and bc == c:
@@ -586,78 +754,61 @@ def _climb(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_co
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _coarse_to_fine(win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols,
-                    scores, candidates):
-    """Score a window coarse-to-fine into ``scores`` (NaN where not scored).
-
-    1. Score every :data:`COARSE_STEP`-th position along both axes (the same exact scores
-       as the exhaustive search, at a quarter of the positions).
-    2. Take the coarse local maxima within :data:`CANDIDATE_MARGIN` of the best coarse
-       score, best first, at most ``len(candidates)`` of them.
-    3. From each, climb the full-resolution map (:func:`_climb`) to a local maximum whose
-       3 x 3 neighbourhood is scored, as the sub-pixel fit needs.
-
-    Returns the numbers of positions scored and of flat ones among them.
-    """
-    step = COARSE_STEP
-    n_scored = 0
-    n_flat = 0
+def _coarse_candidates(cscores, n_rows, n_cols, margin, candidates):
+    """The coarse map's local maxima within ``margin`` of its best score, best first,
+    into ``candidates`` rows ``(score, row, col)``; returns how many qualified (which may
+    exceed the buffer's length: only the best fit)."""
+    best = -math.inf
     for r in range(n_rows):
         for c in range(n_cols):
-            scores[r, c] = math.nan
-    for r in range(0, n_rows, step):
-        row = scores[r]
-        _correlate_row(win, tmpl_pad, r, n_cols, step, row)
-        for c in range(0, n_cols, step):
-            score, flat = _score(row[c], integ, integ2, r, c, h, w, tmpl_norm, flat_ssd)
-            row[c] = score
-            n_scored += 1
-            n_flat += 1 if flat else 0
-    best = -math.inf
-    for r in range(0, n_rows, step):
-        for c in range(0, n_cols, step):
-            if scores[r, c] > best:
-                best = scores[r, c]
-    # Top coarse local maxima by insertion into the small sorted candidate buffer.
-    n_cand_max = candidates.shape[0]
+            if cscores[r, c] > best:
+                best = cscores[r, c]
+    n_max = candidates.shape[0]
     n_cand = 0
-    for r in range(0, n_rows, step):
-        for c in range(0, n_cols, step):
-            v = scores[r, c]
-            if not (v >= best - CANDIDATE_MARGIN):
+    n_qualified = 0
+    for r in range(n_rows):
+        for c in range(n_cols):
+            v = cscores[r, c]
+            if not (v >= best - margin):
                 continue
             is_max = True
-            for dr in range(-step, step + 1, step):
-                rr = r + dr
-                if rr < 0 or rr >= n_rows:
-                    continue
-                for dc in range(-step, step + 1, step):
-                    cc = c + dc
-                    if 0 <= cc < n_cols and scores[rr, cc] > v:
+            for rr in range(max(r - 1, 0), min(r + 2, n_rows)):
+                for cc in range(max(c - 1, 0), min(c + 2, n_cols)):
+                    if cscores[rr, cc] > v:
                         is_max = False
             if not is_max:
                 continue
-            k = n_cand if n_cand < n_cand_max else n_cand_max
+            n_qualified += 1
+            # Insert into the sorted buffer, dropping the weakest when it is full.
+            k = min(n_cand, n_max)
             while k > 0 and candidates[k - 1, 0] < v:
-                if k < n_cand_max:
+                if k < n_max:
                     candidates[k, 0] = candidates[k - 1, 0]
                     candidates[k, 1] = candidates[k - 1, 1]
                     candidates[k, 2] = candidates[k - 1, 2]
                 k -= 1
-            if k < n_cand_max:
+            if k < n_max:
                 candidates[k, 0] = v
                 candidates[k, 1] = r
                 candidates[k, 2] = c
-                if n_cand < n_cand_max:
-                    n_cand += 1
-    for k in range(n_cand):
-        k_scored, k_flat = _climb(
-            win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols,
-            int(candidates[k, 1]), int(candidates[k, 2]), scores,
-        )
-        n_scored += k_scored
-        n_flat += k_flat
-    return n_scored, n_flat
+                n_cand = min(n_cand + 1, n_max)
+    return n_qualified
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _background_mean(cscores, n_rows, n_cols, peak_r, peak_c):
+    """Mean finite score of the coarse map outside the zone of Chebyshev radius 1 (2
+    full-resolution pixels) around the coarse position of the peak; NaN if none."""
+    total = 0.0
+    count = 0
+    for r in range(n_rows):
+        for c in range(n_cols):
+            if abs(r - peak_r) > 1 or abs(c - peak_c) > 1:
+                v = cscores[r, c]
+                if math.isfinite(v):
+                    total += v
+                    count += 1
+    return total / count if count > 0 else math.nan
 
 
 @numba.njit(**NJIT_OPTIONS)
@@ -684,11 +835,19 @@ def _search_kernel(
     pred_col_px,
     search_rows_px,
     search_cols_px,
-    coarse_to_fine,
     win,
     integ,
     integ2,
     scores,
+    coarse_to_fine,
+    margin,
+    ctmpl_pad,
+    ctmpl_ssd,
+    ctmpl_w,
+    cwin,
+    cinteg,
+    cinteg2,
+    cscores,
     candidates,
     result,
 ):
@@ -709,21 +868,30 @@ def _search_kernel(
         Predicted displacement in pixels; the window is centred on its nearest pixel.
     search_rows_px, search_cols_px : int
         Half-size of the search window in pixels.
-    coarse_to_fine : bool
-        Search windows of more than :data:`COARSE_MIN_POSITIONS` positions
-        coarse-to-fine (:func:`_coarse_to_fine`) instead of scoring every position.
     win, integ, integ2 : ndarray
         Scratch from :func:`window_buffers` for ``n_rows_max x n_cols_max`` positions.
     scores : (>= n_rows_max, >= n_cols_max) float64 ndarray
         Receives the ZNCC map of the window (NaN at positions a coarse-to-fine search
         did not score), where ``n_rows_max = min(2 * search_rows_px + 1, H - h + 1)``
         and ``n_cols_max = min(2 * search_cols_px + 1, W - w + 1)``.
+    coarse_to_fine : bool
+        Search windows of more than :data:`COARSE_MIN_POSITIONS` positions
+        coarse-to-fine: exhaustively at half resolution, then by steepest ascent at full
+        resolution from the coarse local maxima within ``margin`` of the best; every
+        position is scored after all when more than :data:`MAX_CANDIDATES` qualify or
+        the best found is below :data:`COARSE_TRUST_SCORE`.
+    margin : float
+        From :func:`coarse_margin`.
+    ctmpl_pad, ctmpl_ssd, ctmpl_w : ndarray, float, int
+        The half-resolution template (:func:`coarse_template`).
+    cwin, cinteg, cinteg2, cscores : ndarray
+        Scratch from :func:`coarse_buffers` for ``n_rows_max x n_cols_max`` positions.
     candidates : (MAX_CANDIDATES, 3) float64 ndarray
         Scratch for the coarse-to-fine search.
     result : (10,) float64 ndarray
         Receives displacement (row, col px), peak, sharpness, at-edge flag, the window
         (first template row and column, number of rows and columns) and the number of
-        positions scored.
+        full-resolution positions scored.
 
     Returns
     -------
@@ -754,26 +922,54 @@ def _search_kernel(
     result[_R_WIN_COLS] = max(n_cols, 0)
     if n_rows < 1 or n_cols < 1:
         return _SEARCH_WINDOW_OUTSIDE
-    n_bad = _prepare_window(
-        image, shift, row0, col0, n_rows + h - 1, n_cols + w - 1, win, integ, integ2
-    )
+    n_win_rows = n_rows + h - 1
+    n_win_cols = n_cols + w - 1
+    n_bad = _prepare_window(image, shift, row0, col0, n_win_rows, n_win_cols, win, integ, integ2)
     if n_bad > 0:
         return _SEARCH_NONFINITE_PIXELS
     if not (tmpl_ssd > 0.0 and math.isfinite(tmpl_ssd)):
         return _SEARCH_NO_CONTRAST
-    tmpl_norm = math.sqrt(tmpl_ssd)
-    flat_ssd = FLAT_VARIANCE_RATIO * tmpl_ssd
+    norms = (
+        math.sqrt(tmpl_ssd),
+        FLAT_VARIANCE_RATIO * tmpl_ssd,
+        _rounding_coef_jit(n_win_rows, n_win_cols, h, w),
+    )
     exhaustive = True
+    n_crows = 0
+    n_ccols = 0
     if coarse_to_fine and n_rows * n_cols > COARSE_MIN_POSITIONS:
-        n_scored, n_flat = _coarse_to_fine(
-            win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols,
-            scores, candidates,
+        for r in range(n_rows):
+            for c in range(n_cols):
+                scores[r, c] = math.nan
+        # Half resolution: every position, a sixteenth of the work per position.
+        n_hc, n_wc = _downsample(win, n_win_rows, n_win_cols, cwin, cinteg, cinteg2)
+        ch = ctmpl_pad.shape[0]
+        n_crows = n_hc - ch + 1
+        n_ccols = n_wc - ctmpl_w + 1
+        cnorms = (
+            math.sqrt(ctmpl_ssd),
+            FLAT_VARIANCE_RATIO * ctmpl_ssd,
+            _rounding_coef_jit(n_hc, n_wc, ch, ctmpl_w),
         )
-        exhaustive = not (_best_score(scores, n_rows, n_cols) >= COARSE_TRUST_SCORE)
+        _score_all(cwin, ctmpl_pad, cinteg, cinteg2, ch, ctmpl_w, cnorms, n_crows, n_ccols, cscores)
+        n_qualified = _coarse_candidates(cscores, n_crows, n_ccols, margin, candidates)
+        # Full resolution: climb from each candidate (coarse (r, c) is pixel (2r, 2c)).
+        n_scored = 0
+        n_flat = 0
+        n_cand = n_qualified if n_qualified <= candidates.shape[0] else 0
+        for k in range(n_cand):
+            k_scored, k_flat = _climb(
+                win, tmpl_pad, integ, integ2, h, w, norms, n_rows, n_cols,
+                min(2 * int(candidates[k, 1]), n_rows - 1),
+                min(2 * int(candidates[k, 2]), n_cols - 1),
+                scores,
+            )
+            n_scored += k_scored
+            n_flat += k_flat
+        # Too many look-alikes, or nothing good: score everything.
+        exhaustive = n_cand == 0 or not (_best_score(scores, n_rows, n_cols) >= COARSE_TRUST_SCORE)
     if exhaustive:
-        n_flat = _score_all(
-            win, tmpl_pad, integ, integ2, h, w, tmpl_norm, flat_ssd, n_rows, n_cols, scores
-        )
+        n_flat = _score_all(win, tmpl_pad, integ, integ2, h, w, norms, n_rows, n_cols, scores)
         n_scored = n_rows * n_cols
     result[_R_N_SCORED] = n_scored
     if n_flat == n_scored:
@@ -781,6 +977,12 @@ def _search_kernel(
     row, col, peak, sharpness, at_edge = _peak_kernel(scores, n_rows, n_cols)
     if not (math.isfinite(peak) and math.isfinite(row) and math.isfinite(col)):
         return _SEARCH_NO_FINITE_SCORE
+    if not exhaustive:
+        # The full-resolution map is sparse: measure the peak's distinctness against the
+        # half-resolution map, which covers the whole window.
+        bg = _background_mean(cscores, n_crows, n_ccols,
+                              int(math.floor(row + 0.5)) // 2, int(math.floor(col + 0.5)) // 2)
+        sharpness = peak - bg if math.isfinite(bg) else 0.0
     result[_R_ROW_PX] = row0 + row - tmpl_row0
     result[_R_COL_PX] = col0 + col - tmpl_col0
     result[_R_PEAK] = peak
