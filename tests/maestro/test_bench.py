@@ -265,6 +265,28 @@ def test_update_baseline_rewrites_it_deliberately_without_comparing(
     assert load_baseline(baseline)["kernel_speedup_vs_opencv_8fps_15mm"] == 2.0
 
 
+def test_update_baseline_stores_the_worst_of_several_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lucky run must not become the bar every later run is held to."""
+    ratios = iter([2.4, 1.9, 2.2])
+    allocs = iter([20.0, 24.0, 22.0])
+
+    def run_suite(figures_path: Path, quick: bool, ci: bool, check_baseline: bool, pytest_args: list[str]) -> int:
+        figures = {**PASSING, "kernel_speedup_vs_opencv_8fps_15mm": next(ratios), "loop_nrt_allocs_per_frame": next(allocs)}
+        Path(figures_path).write_text(json.dumps({"figures": figures}))
+        return 0
+
+    monkeypatch.setattr(bench, "run_suite", run_suite)
+    monkeypatch.chdir(tmp_path)
+    baseline = _baseline_file(tmp_path, {})
+    assert main(["bench", "--update-baseline", "--baseline-runs", "3", "--baseline", str(baseline)]) == 0
+    stored = load_baseline(baseline)
+    assert stored["kernel_speedup_vs_opencv_8fps_15mm"] == 1.9  # higher is better: the lowest
+    assert stored["loop_nrt_allocs_per_frame"] == 24.0  # lower is better: the highest
+    assert "worst of 3 runs" in capsys.readouterr().out
+
+
 def test_bench_is_a_registered_subcommand_passing_extra_pytest_arguments() -> None:
     args = build_parser().parse_args(["bench", "--quick", "--", "-k", "kernel"])
     assert args.func is bench.cmd_bench and args.quick and args.pytest_args == ["-k", "kernel"]
