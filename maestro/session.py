@@ -33,7 +33,7 @@ from maestro.stats import StreamingHistogram
 from maestro.target import reference_target
 from maestro.watchdog import Watchdog
 from tracking.predict import RidgeARPredictor
-from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, TemplateTracker
+from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, TemplateTracker, TrackResult
 from gating.warmup import warm_up as warm_up_gating
 from tracking.warmup import warm_up as warm_up_tracking
 
@@ -67,17 +67,19 @@ class SessionConfig:
     max_frame_age_ms : float
         A frame older than this when decided is stale and holds the beam.
     context_mm : float
-        Context added around the target's bounding box to make the template (mm). The
-        accuracy figures in README.md use 20 mm: at 3.5 mm pixels 10 mm is 3 pixels.
+        Context added around the target's bounding box to make the template (mm); see
+        :data:`tracking.tracker.DEFAULT_CONTEXT_MM` for why the default is 20.
     search_mm : float
         Half-width of the search window around the predicted position (mm).
     target_box : tuple of int or None
         (row, col, height, width) in pixels of the first frame, used when the recording
         has no first label.
-    watchdog_periods : float
+    watchdog_periods : float or None
         The beam is held (``stale_frame``, or ``source_fault`` when the source reports
         one) when no frame has been decided for this many nominal frame periods, even if
-        no frame ever arrives again.
+        no frame ever arrives again. ``None`` runs no watchdog: only for offline analysis
+        of a recording (``maestro validate``), where a pause of the analysing machine is
+        not the scanner's and must not change the decisions; no command sets it.
     predict_ms : float
         When > 0, the gate decides on the target position predicted this far ahead (the
         system latency, ms) by :class:`tracking.predict.RidgeARPredictor` from the
@@ -94,7 +96,7 @@ class SessionConfig:
     context_mm: float = DEFAULT_CONTEXT_MM
     search_mm: float = DEFAULT_SEARCH_MM
     target_box: tuple[int, int, int, int] | None = None
-    watchdog_periods: float = 2.0
+    watchdog_periods: float | None = 2.0
     predict_ms: float = 0.0
 
     def gate_config(self) -> GateConfig:
@@ -206,6 +208,10 @@ class GatingSession:
         self._beam_lock = threading.Lock()
         self._watchdog: Watchdog | None = None
         self._t0 = time.perf_counter()
+        #: The tracker's result for the frame being decided (``None`` when it could not be
+        #: tracked at all): what ``on_frame`` callbacks that re-analyse decisions need
+        #: beyond the record (``maestro validate``).
+        self.last_track: TrackResult | None = None
 
     # -- set-up ---------------------------------------------------------------------
     def _set_up(self, first: Frame) -> None:
@@ -257,13 +263,14 @@ class GatingSession:
         in_order = self._last_index is None or (
             frame.index > self._last_index and frame.t_acq_s > self._last_t_acq_s  # type: ignore[operator]
         )
+        self.last_track = None
         try:
             if frame.pixels.shape != self._shape or frame.spacing_mm != self._spacing_mm:
                 raise ValueError(
                     f"frame geometry changed to {frame.pixels.shape} at "
                     f"{frame.spacing_mm} mm from {self._shape} at {self._spacing_mm} mm"
                 )
-            result = tracker.track(frame.pixels)
+            result = self.last_track = tracker.track(frame.pixels)
             row_mm, col_mm = result.row_mm, result.col_mm
             confidence, valid = result.confidence, result.valid
             # A peak on the edge of the search window may be the slope of a peak outside
@@ -468,7 +475,7 @@ class GatingSession:
                 if self.tracker is None:
                     self._set_up(frame)
                 self.process(frame)
-                if self._watchdog is None:
+                if self._watchdog is None and self.config.watchdog_periods is not None:
                     self._watchdog = Watchdog(
                         self.config.watchdog_periods * self.source.frame_period_s,
                         self._on_watchdog,

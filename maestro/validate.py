@@ -212,19 +212,29 @@ class _TrackingPass:
 
 
 def _track(path: Path, settings: ValidationSettings) -> _TrackingPass:
-    """Replay one recording through tracker, boundary, gate and beam (reference config)."""
-    from gating.boundary import GatingGeometry
-    from gating.gate import Gate, GateConfig
-    from hardware import SimulatedBeam
-    from hardware.replay import ReplaySource
-    from maestro.target import reference_target
-    from tracking.tracker import TemplateTracker
-    from tracking.warmup import warm_up
+    """Replay one recording through :class:`maestro.session.GatingSession` itself, in the
+    reference configuration, and keep what it decided for every frame.
 
-    warm_up()
-    from tracking.predict import RidgeARPredictor
+    The session's own per-frame path (tracker, boundary, prediction, gate, simulated
+    beam, and its handling of geometry changes, out-of-order frames and tracker
+    failures) is what is validated; the sweep over other configurations then re-runs
+    only the gate on these tracked positions. No watchdog: the analysing machine's
+    pauses (several cases run in parallel) are not the scanner's.
+    """
+    from hardware import SimulatedBeam
+    from hardware.frame import Frame
+    from hardware.replay import ReplaySource
+    from maestro.recording import FrameRecord
+    from maestro.session import GatingSession, SessionConfig
 
     margin, threshold, latency, predict = settings.reference
+    config = SessionConfig(
+        margin_mm=margin, threshold_pct=threshold, confidence_floor=settings.confidence_floor,
+        beam_on_delay_ms=settings.beam_on_delay_ms, beam_on_delay_frames=settings.beam_on_delay_frames,
+        max_frame_age_ms=settings.max_frame_age_ms, context_mm=settings.context_mm,
+        search_mm=settings.search_mm, target_box=settings.target_box, predict_ms=predict,
+        watchdog_periods=None,
+    )
     source = ReplaySource(path, fps=settings.fps, spacing_mm=settings.spacing_mm)
     try:
         n = source.n_frames
@@ -237,53 +247,32 @@ def _track(path: Path, settings: ValidationSettings) -> _TrackingPass:
         lat = np.full(n, math.nan)
         beam_on = np.zeros(n, dtype=bool)
         labels = np.zeros((n, *source.shape), dtype=bool) if source.has_labels else None
-        tracker = geometry = gate = beam = None
-        mask = None
-        for k, frame in enumerate(source):
-            if tracker is None:
-                mask = reference_target(
-                    source.description,
-                    frame.pixels.shape,
-                    source.reference_label if source.reference_label is not None else frame.label,
-                    settings.target_box,
-                )
-                tracker = TemplateTracker(
-                    frame.pixels, mask, frame.spacing_mm,
-                    context_mm=settings.context_mm, search_mm=settings.search_mm,
-                )
-                geometry = GatingGeometry(mask, frame.spacing_mm, margin)
-                gate = Gate(GateConfig(threshold, settings.confidence_floor, settings.beam_on_delay_ms,
-                                       settings.beam_on_delay_frames, settings.max_frame_age_ms))
-                beam = SimulatedBeam(latency, latency)
-                predictor = RidgeARPredictor(predict / 1000.0, source.frame_period_s) if predict > 0 else None
-            # -- the loop's hot path, as maestro.session.GatingSession.process runs it --
-            result = tracker.track(frame.pixels)
-            # A peak on the search window's edge cannot be vouched for: no confidence.
-            gate_confidence = 0.0 if result.at_edge else result.confidence
-            if result.valid and predictor is not None:
-                # Decide on where the target will be when the beam responds.
-                outside = geometry.outside_pct(*predictor.update(frame.t_acq_s, result.row_mm, result.col_mm))
-            else:
-                outside = geometry.outside_pct(result.row_mm, result.col_mm) if result.valid else 100.0
-            decision = gate.decide(
-                t_s=frame.t_acq_s, outside_pct=outside, confidence=gate_confidence,
-                tracking_valid=result.valid, frame_age_s=time.perf_counter() - frame.t_recv_s,
-            )
-            if decision.beam_on:
-                beam.release(t_s=frame.t_acq_s)
-            else:
-                beam.hold(decision.reason, t_s=frame.t_acq_s)
-            lat[k] = (time.perf_counter() - frame.t_recv_s) * 1e6
-            # -- bookkeeping --
+        decided = 0
+
+        def keep(frame: Frame, record: FrameRecord) -> None:
+            nonlocal decided
+            k = decided
+            decided += 1
+            track = session.last_track
+            ok = track is not None and track.valid
             t_acq[k] = frame.t_acq_s
-            row[k], col[k] = result.row_mm, result.col_mm
-            conf[k], gconf[k], valid[k] = result.confidence, gate_confidence, result.valid
-            beam_on[k] = decision.beam_on
+            row[k], col[k] = record.row_mm, record.col_mm
+            valid[k] = ok
+            conf[k] = track.confidence if ok else 0.0  # type: ignore[union-attr]
+            # A peak on the search window's edge cannot be vouched for: the gate saw none.
+            gconf[k] = track.confidence if ok and not track.at_edge else 0.0  # type: ignore[union-attr]
+            lat[k] = record.latency_us
+            beam_on[k] = record.beam == "on"
             if labels is not None and frame.label is not None:
                 labels[k] = frame.label
-        assert mask is not None
-        return _TrackingPass(t_acq, row, col, conf, gconf, valid, lat, beam_on, labels, mask,
-                             source.spacing_mm, source.frame_period_s, source.description)
+
+        session = GatingSession(source, config, SimulatedBeam(latency, latency), None, on_frame=keep)
+        session.run()
+        if decided != n or session.tracker is None:
+            raise RuntimeError(f"{source.description}: the session decided {decided} of {n} frames")
+        return _TrackingPass(t_acq, row, col, conf, gconf, valid, lat, beam_on, labels,
+                             np.array(session.tracker.target_mask), source.spacing_mm,
+                             source.frame_period_s, source.description)
     finally:
         source.close()
 

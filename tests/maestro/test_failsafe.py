@@ -81,6 +81,22 @@ def test_watchdog_holds_within_its_timeout_when_frames_stop(tmp_path) -> None:
     assert [e["event"] for e in events][0] == "session_start" and events[-1]["event"] == "session_end"
 
 
+def test_offline_analysis_runs_without_a_watchdog(tmp_path) -> None:
+    """watchdog_periods=None (maestro validate only): a pause of the analysing machine
+    changes no decision."""
+    frames = moving_blob_frames(8, amplitude_px=0.0)
+    source = StallingSource(frames, n_before=4, stall_s=0.6, label=centre_mask((96, 96)))
+    beam = SimulatedBeam()
+    source.beam = beam
+    recorder = SessionRecorder(tmp_path)
+    records = []
+    GatingSession(source, SessionConfig(watchdog_periods=None), beam, recorder, on_record=records.append).run()
+    recorder.close()
+    assert source.hold_seen_after_s is None
+    assert [r.beam for r in records] == ["on"] * len(records)
+    assert not [e for e in _events(tmp_path) if e["event"] == "watchdog"]
+
+
 def test_watchdog_names_the_source_fault(tmp_path) -> None:
     frames = moving_blob_frames(6, amplitude_px=0.0)
     source = StallingSource(frames, n_before=3, stall_s=0.5, label=centre_mask((96, 96)), fault="disconnected")
