@@ -2,7 +2,7 @@
 
 The MRIdian's own beam interface is not public. This protocol is this project's choice:
 a gating client (:class:`hardware.beam_tcp.TcpBeam`) commands a beam endpoint (the
-linac interlock adapter; here :mod:`maestro.beam_sim`), which acknowledges every
+linac interlock adapter; here :mod:`hardware.beam_sim`), which acknowledges every
 command with the state it has set. It is versioned by the tag that starts every line.
 
 Lines

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from hardware import beam_protocol as bp
-from maestro.beam_sim import BeamSimulator
+from hardware.beam_sim import BeamSimulator
 from maestro.cli import BUNDLED_SESSION, main
 from maestro.live import parse_endpoint
-from maestro.scanner_sim import ScannerSimulator, load_recording, parse_fault
+from hardware.scanner_sim import ScannerSimulator, load_recording, parse_fault
 
 pytestmark = pytest.mark.system
 

@@ -11,7 +11,7 @@ import pytest
 from hardware import InputError
 from hardware.sendexternal import SendExternalDecoder, SendExternalError
 from maestro.cli import main
-from maestro.scanner_sim import FaultSpec, ScannerSimulator, parse_fault, to_int16
+from hardware.scanner_sim import FaultSpec, ScannerSimulator, parse_fault, to_int16
 
 PERIOD_S = 0.02
 

@@ -13,7 +13,7 @@ import pytest
 from hardware import BeamState
 from hardware import beam_protocol as bp
 from hardware.beam_tcp import TcpBeam
-from maestro.beam_sim import BeamSimulator
+from hardware.beam_sim import BeamSimulator
 from maestro.cli import main
 
 
