@@ -448,10 +448,6 @@ class MRIdianSource:
         when stopped."""
         decoder = SendExternalDecoder(self._stream_name())
         first_recv_s = self._first_recv_s
-        # Bytes fed to the decoder but not yet part of a complete record, from stream
-        # offset ``unconsumed_from``.
-        unconsumed = bytearray()
-        unconsumed_from = 0
         while not self._stop.is_set():
             try:
                 ready, _, _ = select.select([sock], [], [], _RX_POLL_S)
@@ -472,21 +468,16 @@ class MRIdianSource:
                 if decoder.ended:
                     return _END, "end of stream"
                 return _FAULT, "disconnected: the scanner closed the connection"
-            unconsumed += data
             try:
                 records = decoder.feed(data)
             except SendExternalError as exc:
                 # Records completed in this read before the bad bytes are good frames:
-                # hand them over before the fault (the decoder counts them in .offset).
-                good = bytes(unconsumed[: decoder.offset - unconsumed_from])
-                records = SendExternalDecoder(self._stream_name()).feed(good) if good else []
-                for record in records:
+                # hand them over before the fault.
+                for record in exc.completed:
                     if first_recv_s is None:
                         first_recv_s = self._first_recv_s = t_recv_s
                     self._put(_FRAME, _frame(record, t_recv_s, first_recv_s))
                 return _FAULT, f"malformed: {exc}"
-            del unconsumed[: decoder.offset - unconsumed_from]
-            unconsumed_from = decoder.offset
             for record in records:
                 if first_recv_s is None:
                     first_recv_s = self._first_recv_s = t_recv_s

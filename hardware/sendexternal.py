@@ -111,7 +111,16 @@ _INT_RE = re.compile(r"[+-]?\d+(?:\.0*)?")
 
 
 class SendExternalError(FormatError):
-    """A SendExternal stream that breaks a rule of the format (names offset and field)."""
+    """A SendExternal stream that breaks a rule of the format (names offset and field).
+
+    Attributes
+    ----------
+    completed : tuple of SendExternalRecord
+        Records the failing :meth:`SendExternalDecoder.feed` call completed before the
+        bad bytes: good frames the caller should still hand over.
+    """
+
+    completed: tuple[SendExternalRecord, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -303,8 +312,9 @@ class SendExternalDecoder:
         Raises
         ------
         SendExternalError
-            The stream breaks a rule (see the module doc); the decoder stays failed and
-            raises the same error on every later call.
+            The stream breaks a rule (see the module doc). Records these bytes completed
+            before the bad ones are in its ``completed``; the decoder stays failed and
+            raises the error (with nothing completed) on every later call.
         """
         if self._failed is not None:
             raise self._failed
@@ -314,13 +324,20 @@ class SendExternalDecoder:
             raise self._error(self.offset, "end of stream", f"{len(data)} bytes follow the end-of-stream record")
         self._buf += data
         records: list[SendExternalRecord] = []
-        while not self.ended:
-            record = self._next_record()
-            if record is None:
-                break
-            records.append(record)
-        if self.ended and self._buf:
-            raise self._error(self.offset, "end of stream", f"{len(self._buf)} bytes follow the end-of-stream record")
+        try:
+            while not self.ended:
+                record = self._next_record()
+                if record is None:
+                    break
+                records.append(record)
+            if self.ended and self._buf:
+                raise self._error(self.offset, "end of stream", f"{len(self._buf)} bytes follow the end-of-stream record")
+        except SendExternalError as exc:
+            if not records:
+                raise
+            with_completed = SendExternalError(exc.path, exc.offset, exc.field, exc.rule)
+            with_completed.completed = tuple(records)
+            raise with_completed from None
         return records
 
     def _next_record(self) -> SendExternalRecord | None:

@@ -333,3 +333,20 @@ def test_record_pixels_are_read_only_copies() -> None:
     assert record.pixels[0, 0] == 0
     with pytest.raises(ValueError):
         record.pixels[0, 0] = 1
+
+
+def test_records_completed_before_bad_bytes_come_with_the_error() -> None:
+    """Two good records and a corrupt one in one read: the error carries the two good
+    frames (a live source hands them over before reporting the fault); later calls
+    raise with nothing completed, so no frame is delivered twice."""
+    good = [SendExternalRecord(np.full((4, 3), k, dtype=np.int16), (1.5, 1.5)) for k in (1, 2)]
+    garbage = (-5).to_bytes(4, "little", signed=True) + b"\x00" * 4
+    decoder = SendExternalDecoder("s")
+    with pytest.raises(SendExternalError) as info:
+        decoder.feed(b"".join(encode_record(r) for r in good) + garbage)
+    assert info.value.field == "header_size"
+    assert info.value.offset == 2 * len(encode_record(good[0]))
+    assert [int(r.pixels[0, 0]) for r in info.value.completed] == [1, 2]
+    with pytest.raises(SendExternalError) as again:
+        decoder.feed(b"\x00")
+    assert again.value.completed == () and again.value.offset == info.value.offset
