@@ -992,6 +992,66 @@ def _validate(
     return geo, seconds, int(seed), lesion_diameter_mm
 
 
+@dataclass(frozen=True, eq=False)
+class _Anatomy:
+    """The static model of one seed, with the random streams its frames still draw from."""
+
+    body: _Body
+    lesion_centre: tuple[float, float]
+    lesion: LesionParameters
+    lesion_angle: float
+    fine: np.ndarray  # the painted anatomy on the fine grid
+    motion_rng: np.random.Generator  # breathing (generate_session) or drift (TracePhantom)
+    noise_rng: np.random.Generator
+
+
+def _anatomy(seed: int, lesion_diameter_mm: float | None, painted_lesion_contrast: float | None = None) -> _Anatomy:
+    """Body, vessels, lesion and the painted fine-grid image of a seed.
+
+    ``default_rng(seed)`` is spawned into five streams used in this order: anatomy,
+    lesion, vessels, motion, noise. The order is part of every phantom's identity:
+    changing it changes every session, the bundled one included (CI regenerates that
+    bit for bit). ``painted_lesion_contrast`` overrides the contrast the lesion is
+    painted with (the trace phantom paints liver there and composites the lesion later).
+    """
+    anatomy_rng, lesion_rng, vessel_rng, motion_rng, noise_rng = np.random.default_rng(seed).spawn(5)
+    body = _draw_body(anatomy_rng)
+    canvas = _Canvas()
+    liver_sd = _liver_sd(body, canvas.axis_mm[:, None], canvas.axis_mm[None, :])
+    lung_vessels, liver_vessels = _vessel_maps(body, vessel_rng, canvas, liver_sd)
+    lesion_centre, lesion, lesion_angle = _place_lesion(
+        body, lesion_rng, lesion_diameter_mm, liver_sd, liver_vessels
+    )
+    painted = lesion if painted_lesion_contrast is None else dataclasses.replace(lesion, contrast=painted_lesion_contrast)
+    fine = _paint_anatomy(
+        body, anatomy_rng, canvas, liver_sd, lung_vessels, liver_vessels, lesion_centre, painted, lesion_angle,
+    )
+    return _Anatomy(body, lesion_centre, lesion, lesion_angle, fine, motion_rng, noise_rng)
+
+
+def _acquisition(model: _Anatomy, geo: Geometry) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The blurred model and the cine grid it is sampled on.
+
+    Returns
+    -------
+    blurred : ndarray
+        The acquisition blur applied once to the static model (the warp is locally a
+        translation, so blurring before or after it is the same to within the wall ramp).
+    (y, x, w_px, row_index, col_index, shading) : tuple of (rows, cols) ndarray
+        Pixel centres (mm from the image centre), fine-grid indices per mm of
+        displacement, the fine-grid indices of the pixel centres, and the coil shading.
+    """
+    blurred = ndimage.gaussian_filter(model.fine, _PSF_SIGMA_PX * geo.spacing_mm / _PITCH_MM)
+    rows, cols = geo.shape
+    y = ((np.arange(rows) - (rows - 1) / 2.0) * geo.spacing_mm)[:, None] + np.zeros((1, cols))
+    x = np.zeros((rows, 1)) + ((np.arange(cols) - (cols - 1) / 2.0) * geo.spacing_mm)[None, :]
+    w_px = _weight(model.body, y, x) / _PITCH_MM
+    row_index = (y - _GRID_ORIGIN_MM) / _PITCH_MM
+    col_index = (x - _GRID_ORIGIN_MM) / _PITCH_MM
+    shading = 1.0 + _SHADING_GAIN * (x / 175.0) ** 2
+    return blurred, (y, x, w_px, row_index, col_index, shading)
+
+
 def generate_session(
     geometry: str | Geometry = "mridian-8fps",
     seconds: float = 60.0,
@@ -1032,21 +1092,10 @@ def generate_session(
     geo, seconds, seed, lesion_diameter_mm = _validate(
         geometry, seconds, seed, lesion_diameter_mm
     )
-    anatomy_rng, lesion_rng, vessel_rng, breathing_rng, noise_rng = np.random.default_rng(
-        seed
-    ).spawn(5)
-    body = _draw_body(anatomy_rng)
-    canvas = _Canvas()
-    liver_sd = _liver_sd(body, canvas.axis_mm[:, None], canvas.axis_mm[None, :])
-    lung_vessels, liver_vessels = _vessel_maps(body, vessel_rng, canvas, liver_sd)
-    lesion_centre, lesion, lesion_angle = _place_lesion(
-        body, lesion_rng, lesion_diameter_mm, liver_sd, liver_vessels
-    )
-    fine = _paint_anatomy(
-        body, anatomy_rng, canvas, liver_sd, lung_vessels, liver_vessels,
-        lesion_centre, lesion, lesion_angle,
-    )
-    breathing = _draw_breathing(breathing_rng, seconds)
+    model = _anatomy(seed, lesion_diameter_mm)
+    body, lesion_centre, lesion, lesion_angle = model.body, model.lesion_centre, model.lesion, model.lesion_angle
+    noise_rng = model.noise_rng
+    breathing = _draw_breathing(model.motion_rng, seconds)
     # Drawn before any per-frame noise so that the session length does not change it.
     noise_sigma = _LIVER / float(noise_rng.uniform(12.0, 18.0))
 
@@ -1055,17 +1104,8 @@ def generate_session(
     displacement = breathing_displacement_mm(breathing, times_s)
     trajectory = displacement - displacement[0]
 
-    # The acquisition blur, applied once to the static model (the warp is locally a
-    # translation, so blurring before or after it is the same to within the wall ramp).
-    blurred = ndimage.gaussian_filter(fine, _PSF_SIGMA_PX * geo.spacing_mm / _PITCH_MM)
-
+    blurred, (y, x, w_px, row_index, col_index, shading) = _acquisition(model, geo)
     rows, cols = geo.shape
-    y = ((np.arange(rows) - (rows - 1) / 2.0) * geo.spacing_mm)[:, None] + np.zeros((1, cols))
-    x = np.zeros((rows, 1)) + ((np.arange(cols) - (cols - 1) / 2.0) * geo.spacing_mm)[None, :]
-    w_px = _weight(body, y, x) / _PITCH_MM  # grid indices per mm of displacement
-    row_index = (y - _GRID_ORIGIN_MM) / _PITCH_MM
-    col_index = (x - _GRID_ORIGIN_MM) / _PITCH_MM
-    shading = 1.0 + _SHADING_GAIN * (x / 175.0) ** 2
 
     la, lb = lesion.semi_axes_mm
     ca, sa = math.cos(lesion_angle), math.sin(lesion_angle)
@@ -1359,22 +1399,11 @@ class TracePhantom:
                 f"seconds: must be at most the trace's {duration:g} s unless loop is set, "
                 f"got {seconds!r}"
             )
-        anatomy_rng, lesion_rng, vessel_rng, drift_rng, noise_rng = np.random.default_rng(
-            seed
-        ).spawn(5)
-        body = _draw_body(anatomy_rng)
-        canvas = _Canvas()
-        liver_sd = _liver_sd(body, canvas.axis_mm[:, None], canvas.axis_mm[None, :])
-        lung_vessels, liver_vessels = _vessel_maps(body, vessel_rng, canvas, liver_sd)
-        lesion_centre, lesion, lesion_angle = _place_lesion(
-            body, lesion_rng, lesion_diameter_mm, liver_sd, liver_vessels
-        )
         # The static model holds liver where the lesion is (contrast 1): the lesion is
         # composited per frame, deformed and faded, on top of the warped anatomy.
-        fine = _paint_anatomy(
-            body, anatomy_rng, canvas, liver_sd, lung_vessels, liver_vessels,
-            lesion_centre, dataclasses.replace(lesion, contrast=1.0), lesion_angle,
-        )
+        model = _anatomy(seed, lesion_diameter_mm, painted_lesion_contrast=1.0)
+        lesion_centre, lesion, lesion_angle = model.lesion_centre, model.lesion, model.lesion_angle
+        noise_rng, drift_rng = model.noise_rng, model.motion_rng
         self._noise_sigma = _LIVER / float(noise_rng.uniform(12.0, 18.0))
         self._drift_periods_s = (float(drift_rng.uniform(120.0, 300.0)), float(drift_rng.uniform(120.0, 300.0)))
         self._drift_phases = tuple(float(p) for p in drift_rng.uniform(0.0, 2.0 * math.pi, size=2))
@@ -1393,14 +1422,9 @@ class TracePhantom:
         trajectory = absolute[:, :2] - absolute[0, :2]
         through = absolute[:, 2] - absolute[0, 2]
 
-        self._blurred = ndimage.gaussian_filter(fine, _PSF_SIGMA_PX * geo.spacing_mm / _PITCH_MM)
+        self._blurred, grid = _acquisition(model, geo)
+        self._y, self._x, self._w_px, self._row_index, self._col_index, self._shading = grid
         rows, cols = geo.shape
-        self._y = ((np.arange(rows) - (rows - 1) / 2.0) * geo.spacing_mm)[:, None] + np.zeros((1, cols))
-        self._x = np.zeros((rows, 1)) + ((np.arange(cols) - (cols - 1) / 2.0) * geo.spacing_mm)[None, :]
-        self._w_px = _weight(body, self._y, self._x) / _PITCH_MM
-        self._row_index = (self._y - _GRID_ORIGIN_MM) / _PITCH_MM
-        self._col_index = (self._x - _GRID_ORIGIN_MM) / _PITCH_MM
-        self._shading = 1.0 + _SHADING_GAIN * (self._x / 175.0) ** 2
         self._lesion_centre_mm = lesion_centre
         self._lesion_angle = lesion_angle
         centre0_px = (
