@@ -338,9 +338,10 @@ class TemplateTracker:
 
     @property
     def last_positions_scored(self) -> int:
-        """Number of window positions the last :meth:`track` call scored (all of them
-        for an exhaustive search, a few tens for a coarse-to-fine one); 0 when no
-        window was searched."""
+        """Number of full-resolution window positions the last :meth:`track` call
+        scored: all of them for an exhaustive search, a few tens for a coarse-to-fine
+        one (which also scores every position at half resolution); 0 when no window
+        was searched."""
         n = self._result[_R_N_SCORED]
         return int(n) if math.isfinite(n) else 0
 
