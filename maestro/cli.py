@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hardware import InputError, SimulatedBeam
 
@@ -66,6 +66,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive_count(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
 def _spacing(text: str) -> tuple[float, float]:
     parts = text.split(",")
     parse = _number(0.0, low_inclusive=False)
@@ -87,8 +94,16 @@ def _box(text: str) -> tuple[int, int, int, int]:
 
 
 # -- the parser ---------------------------------------------------------------------------
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser that refuses a bad option in one line (no usage block): the
+    same shape as every other refusal of bad input (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="maestro",
         description="Real-time motion management for MR-guided gated radiotherapy.",
     )
@@ -147,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame rate for a recording without frame times")
     s.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]",
                    help="pixel spacing (row,col) for a recording whose files do not give it")
-    s.add_argument("--max-frames", type=_count, default=None, help="stop after this many frames")
+    s.add_argument("--max-frames", type=_positive_count, default=None, help="stop after this many frames (>= 1)")
     s.add_argument("--reference-contours", type=Path, default=None, metavar="ROI",
                    help="tracking-contour ROI binary of this recording (the console tracker's): its frame-0 contour "
                         "is the first frame's target, and every frame's contour is compared with the tracking "

@@ -221,7 +221,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from maestro.cli import _count, _number, _spacing
+    from maestro.cli import _number, _positive_count, _spacing
 
     p = subparsers.add_parser(
         "convert",
@@ -244,6 +244,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="frame rate of an input without frame times (.raw; .dat without times)")
     p.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]",
                    help="pixel spacing (row,col) of an input whose files do not give it")
-    p.add_argument("--max-frames", type=_count, default=None, metavar="N",
+    p.add_argument("--max-frames", type=_positive_count, default=None, metavar="N",
                    help="convert only the first N frames of a recording")
     p.set_defaults(func=cmd_convert)

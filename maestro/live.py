@@ -68,7 +68,7 @@ def _shared_actions(subparsers: argparse._SubParsersAction) -> list[tuple[str | 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from maestro.cli import _count, _number
+    from maestro.cli import _count, _number, _positive_count
 
     p = subparsers.add_parser(
         "live",
@@ -110,7 +110,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="consecutive failed connection attempts before giving up (default 20; 0: never give up)")
     s.add_argument("--connect-timeout-ms", type=_number(0.0, low_inclusive=False), default=1000.0,
                    help="one connection attempt's time limit (ms, default 1000)")
-    s.add_argument("--max-frames", type=_count, default=None, help="stop after this many frames")
+    s.add_argument("--max-frames", type=_positive_count, default=None, help="stop after this many frames (>= 1)")
     bl = p.add_argument_group("beam link")
     bl.add_argument("--beam-ack-timeout-ms", type=_number(0.0, low_inclusive=False), default=250.0,
                     help="a command not acknowledged this fast breaks the link: beam counts as held (ms, default 250)")

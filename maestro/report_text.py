@@ -29,6 +29,8 @@ def format_summary(source: str, summary: SessionSummary, recorder: SessionRecord
             f"tracking error    mean {err['mean']:.2f} mm  p95 {err['p95']:.2f} mm  max {err['max']:.2f} mm"
             f"  (centroid vs label, {int(err['n'])} frames, frame 0 excluded)"
         )
+    elif summary.frames <= 1:
+        lines.append("tracking error    none measured: only the reference frame was decided")
     else:
         lines.append("tracking error    no per-frame labels in this recording")
     lat = summary.latency_us

@@ -14,7 +14,7 @@ from hardware.scanner_sim import ScannerSimulator, load_recording, parse_fault
 # -- command line -------------------------------------------------------------------------
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from maestro.beam_sim import _port
-    from maestro.cli import _count, _number, _spacing
+    from maestro.cli import _number, _positive_count, _spacing
 
     p = subparsers.add_parser(
         "scanner-sim",
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]",
                    help="pixel spacing (row,col) for a recording whose files do not give it")
     p.add_argument("--loop", action="store_true", help="repeat the recording until stopped")
-    p.add_argument("--max-frames", type=_count, default=None, help="send at most this many frames, then end the stream")
+    p.add_argument("--max-frames", type=_positive_count, default=None, help="send at most this many frames, then end the stream")
     p.add_argument("--fault", action="append", default=[], metavar="KIND@START[:DURATION]",
                    help="inject a fault (repeatable)")
     p.set_defaults(func=cmd_scanner_sim)
@@ -45,8 +45,6 @@ def cmd_scanner_sim(args: argparse.Namespace) -> int:
     from maestro.session import OperatorStop
 
     faults = [parse_fault(spec) for spec in args.fault]
-    if args.max_frames == 0:
-        raise InputError("--max-frames", "0", "must be >= 1")
     frames, times_s, spacing_mm, period_s, description = load_recording(args.recording, args.fps, args.spacing_mm)
     sim = ScannerSimulator(frames, times_s, spacing_mm, host=args.host, port=args.port, frame_period_s=period_s,
                            loop=args.loop, faults=faults, max_frames=args.max_frames)

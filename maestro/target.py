@@ -3,9 +3,13 @@ from a box the operator gives."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from hardware import InputError
+
+log = logging.getLogger(__name__)
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -58,7 +62,8 @@ def reference_target(
 ) -> np.ndarray:
     """The target mask on the reference frame.
 
-    The recording's first label wins when there is one; a box is used otherwise.
+    The recording's first label wins when there is one (a box given as well is checked,
+    then ignored with a warning); a box is used otherwise.
 
     Raises
     ------
@@ -76,6 +81,9 @@ def reference_target(
             )
         if not label.any():
             raise InputError(source_name, "first label", "is empty: the target needs at least one pixel")
+        if box is not None:
+            box_mask(shape, box)  # still refused when it is not even inside the frame
+            log.warning("%s: --target-box ignored: the recording's first label defines the target", source_name)
         return label
     if box is None:
         raise InputError(

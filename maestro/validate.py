@@ -674,7 +674,7 @@ def _float_list(low: float = 0.0, high: float | None = None):  # type: ignore[no
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``maestro validate``."""
-    from maestro.cli import _box, _count, _number, _spacing
+    from maestro.cli import _box, _count, _number, _positive_count, _spacing
 
     p = subparsers.add_parser(
         "validate",
@@ -699,7 +699,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--predict-ms", type=_float_list(), default=(0.0,), metavar="MS,...",
                    help="prediction horizons to sweep: gate on the position predicted this far ahead "
                         "(0 = the tracked position; default 0)")
-    p.add_argument("--workers", type=_count, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--workers", type=_positive_count, default=min(2, os.cpu_count() or 1),
                    help="cases run in parallel (default: 2 or the number of CPUs if fewer)")
     p.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
                    help="target on the first frame for recordings without a label")
@@ -714,6 +714,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.set_defaults(func=cmd_validate)
 
 
+def _prepare_report_dir(report: Path) -> None:
+    """Create the report folder, refusing one that cannot be written (one line, exit 2)."""
+    from hardware import InputError
+
+    try:
+        report.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(report, "--report", f"cannot create the report folder ({exc.strerror or exc})") from None
+    if not os.access(report, os.W_OK | os.X_OK):
+        raise InputError(report, "--report", "the report folder is not writable")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run ``maestro validate``; exit 0 when every case validated, 1 when some failed."""
     from maestro import __version__
@@ -726,6 +738,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         target_box=args.target_box, fps=args.fps, spacing_mm=args.spacing_mm,
     )
     cases = find_cases(args.source)
+    _prepare_report_dir(args.report)  # before any case runs: a bad --report must not cost a cohort
     t0 = time.perf_counter()
     if len(cases) == 1 and cases[0] == args.source:
         # One recording: bad input is refused on one line (exit 2), like maestro replay.

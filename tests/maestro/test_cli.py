@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 
 from maestro.cli import main
 from tests.hardware.synthetic import writable_copy
@@ -62,6 +63,7 @@ def test_option_values_are_checked(capsys, option) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert option[0] in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no usage block
 
 
 def test_console_script_help() -> None:
@@ -89,3 +91,26 @@ def test_tracker_defaults_are_the_trackers(command: str, tmp_path) -> None:  # t
     assert (defaults["context_mm"], defaults["search_mm"]) == (DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM)
     for config in (SessionConfig(), ValidationSettings()):
         assert (config.context_mm, config.search_mm) == (DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM)
+
+
+def test_max_frames_must_be_at_least_one(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--max-frames", "0"])
+    assert exc.value.code == 2
+    assert "--max-frames" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_validate_refuses_a_report_folder_it_cannot_write_before_validating(capsys, tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
+    """Checked before any case runs: a long cohort must not be lost to a bad --report."""
+    report = tmp_path / "report"
+    if kind == "file":
+        report.write_text("not a folder")
+    else:
+        report = Path("/proc/maestro-report")
+    from maestro.cli import BUNDLED_SESSION
+
+    code = main(["validate", str(BUNDLED_SESSION), "--report", str(report)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--report" in err and "Traceback" not in err

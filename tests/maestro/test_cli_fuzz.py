@@ -33,7 +33,7 @@ RULES = {
     "--fps": lambda v: math.isfinite(v) and v > 0,
     "--spacing-mm": lambda v: len(v) == 2 and all(math.isfinite(x) and x > 0 for x in v),
     "--target-box": lambda v: len(v) == 4 and v[2] > 0 and v[3] > 0,
-    "--max-frames": lambda v: isinstance(v, int) and v >= 0,
+    "--max-frames": lambda v: isinstance(v, int) and v >= 1,
 }
 
 
