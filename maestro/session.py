@@ -323,7 +323,9 @@ class GatingSession:
         if not in_order:
             self._event("frame_out_of_order", "stale_frame", f"frame {frame.index} at {frame.t_acq_s:.3f} s")
         if fault != self._last_fault:
-            self._event("source_fault" if fault else "source_recovered", fault or "", fault or "")
+            # The reason column holds a hold reason; what the source reported is the detail.
+            self._event("source_fault" if fault else "source_recovered", SOURCE_FAULT if fault else "",
+                        fault or f"was: {self._last_fault}")
             self._last_fault = fault
         if beam_error is not None:
             log.error("frame %d: beam command failed (%s): holding", frame.index, beam_error)
