@@ -350,12 +350,12 @@ def format_tracking_table(rows: list[TrackingAccuracy]) -> str:
     for r in rows:
         dice = "  -  " if math.isnan(r.dice_mean) else f"{r.dice_mean:5.3f}"
         lines.append(
-            f"{r.trace:<34} {r.geometry:<13} {r.lesion_mm:5.1f}m {r.frames:6d} {r.mean_mm:5.2f} "
+            f"{r.trace:<34} {r.geometry:<13} {r.lesion_mm:6.1f} {r.frames:6d} {r.mean_mm:5.2f} "
             f"{r.p95_mm:5.2f} {r.max_unflagged_mm:5.2f} {r.large:4d} {r.large_flagged_pct:6.1f} {dice}"
         )
     lines.append(
-        "errors in mm; max* = over frames not flagged low-confidence; flag% = share of the "
-        ">2 mm frames flagged; dice for lesions >= 2 cm"
+        "lesion diameter and errors in mm; max* = over frames not flagged low-confidence; "
+        "flag% = share of the >2 mm frames flagged; dice for lesions >= 2 cm"
     )
     return "\n".join(lines)
 

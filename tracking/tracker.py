@@ -56,9 +56,9 @@ DEFAULT_CONTEXT_MM = 20.0
 
 20 mm, not 10: at the 4 fps mode's 3.5 mm pixels 10 mm is 3 pixels of context around a
 small lesion, and the reference frame's noise then biases every frame by up to ~0.5 mm
-(`maestro accuracy --context-mm 10`: mean error 0.69 mm, p95 1.08 mm on the 4 fps
-TransientWithBreathHold session, against targets of 0.5 and 1.0 mm); 20 mm of rigidly
-moving liver meets every target on all eighteen trace sessions. The larger template costs
+(`maestro accuracy --context-mm 10`: at 4 fps, mean error 0.64 mm on LargeSIandAP70s and
+0.68 mm, p95 1.14 mm on TransientWithBreathHold, against targets of 0.5 and 1.0 mm);
+20 mm of rigidly moving liver meets every target on all eighteen trace sessions. The larger template costs
 the kernel ~40 % more per position (benchmarks/test_kernel.py keeps it >= 1.5x OpenCV)."""
 
 DEFAULT_SEARCH_MM = 15.0
