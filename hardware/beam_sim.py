@@ -104,6 +104,14 @@ def _csv_value(value: object) -> str:
     return str(value).replace(",", ";").replace("\n", " ")
 
 
+def _csv_row(entry: object, columns: tuple[str, ...], t0_s: float) -> str:
+    """One CSV row of an entry, its ``t_s`` given in seconds since ``t0_s`` (the entries
+    keep the raw clock, so that they compare with other clocks in the same process)."""
+    return ",".join(
+        _csv_value(getattr(entry, c) - t0_s if c == "t_s" else getattr(entry, c)) for c in columns
+    )
+
+
 class BeamSimulator:
     """A MAESTRO-BEAM/1 endpoint on a background thread.
 
@@ -147,6 +155,8 @@ class BeamSimulator:
         self.port = port
         self.heartbeat_timeout_s = float(heartbeat_timeout_s)
         self._clock = clock
+        #: Clock reading at creation: the CSV files give times from here (s).
+        self.t0_s = clock()
         self._lock = threading.Lock()
         self.commands: list[CommandLogEntry] = []
         self.timeline: list[TimelineEntry] = [TimelineEntry(clock(), bp.STATE_HOLD, STARTUP, None, None)]
@@ -216,7 +226,7 @@ class BeamSimulator:
         """The timeline as CSV text (header :data:`TIMELINE_COLUMNS`)."""
         with self._lock:
             rows = [",".join(TIMELINE_COLUMNS)]
-            rows += [",".join(_csv_value(getattr(e, c)) for c in TIMELINE_COLUMNS) for e in self.timeline]
+            rows += [_csv_row(e, TIMELINE_COLUMNS, self.t0_s) for e in self.timeline]
         return "\n".join(rows) + "\n"
 
     def write_timeline(self, path: Path) -> None:
@@ -381,4 +391,4 @@ class BeamSimulator:
     def _log_entry(self, entry: CommandLogEntry) -> None:
         self.commands.append(entry)
         if self._log is not None:
-            self._log.write(",".join(_csv_value(getattr(entry, c)) for c in LOG_COLUMNS) + "\n")
+            self._log.write(_csv_row(entry, LOG_COLUMNS, self.t0_s) + "\n")

@@ -156,6 +156,9 @@ def test_command_line_once_writes_the_timeline(tmp_path: Path, capsys) -> None:
     assert [(r["state"], r["reason"]) for r in rows] == [("HOLD", "startup"), ("ON", ""), ("HOLD", "session_end"),
                                                          ("HOLD", "disconnected")]
     assert rows[1]["t_cmd_s"] == "0.500000"
+    # t_s counts from the endpoint's start (the startup hold), not on the raw clock.
+    t_s = [float(r["t_s"]) for r in rows]
+    assert 0.0 <= t_s[0] < 0.01 and t_s == sorted(t_s) and t_s[-1] < 10.0
     assert "beam-sim listening on" in capsys.readouterr().out
 
 
