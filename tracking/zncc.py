@@ -88,6 +88,11 @@ _BLOCK = 8  # output columns computed together (8 independent accumulators)
 _LANES = 8  # float32 lanes of an AVX2 register: the padded template width is a multiple
 
 
+def _padded_width(w: int) -> int:
+    """``w`` rounded up to a multiple of :data:`_LANES`."""
+    return -(-w // _LANES) * _LANES
+
+
 def pad_template(tmpl_zm: np.ndarray) -> np.ndarray:
     """The zero-mean template in float32, with zero columns appended up to a multiple of 8.
 
@@ -107,7 +112,7 @@ def pad_template(tmpl_zm: np.ndarray) -> np.ndarray:
         ``w_pad = 8 * ceil(w / 8)``.
     """
     h, w = tmpl_zm.shape
-    w_pad = -(-w // _LANES) * _LANES
+    w_pad = _padded_width(w)
     padded = np.zeros((h, w_pad), dtype=np.float32)
     padded[:, :w] = tmpl_zm
     return padded
@@ -126,7 +131,7 @@ def window_buffers(
         Integral images of the copy and of its square.
     """
     h, w = tmpl_shape
-    w_pad = -(-w // _LANES) * _LANES
+    w_pad = _padded_width(w)
     win = np.zeros((n_rows + h - 1, n_cols + w_pad - 1), dtype=np.float32)
     integ = np.zeros((n_rows + h, n_cols + w), dtype=np.float64)
     return win, integ, integ.copy()
@@ -255,7 +260,8 @@ def _integrals(win, n_rows, n_cols, integ, integ2):
             here2[c + 1] = above2[c + 1] + run2
 
 
-def _rounding_coef(n_win_rows: int, n_win_cols: int, h: int, w: int) -> float:
+@numba.njit(**NJIT_OPTIONS)
+def _rounding_coef(n_win_rows, n_win_cols, h, w):
     """Bound, as a multiple of ``integ2[r + h, c + w]``, of the rounding error of a patch's
     sum of squared deviations taken from integral images (used by :func:`_score`).
 
@@ -266,8 +272,6 @@ def _rounding_coef(n_win_rows: int, n_win_cols: int, h: int, w: int) -> float:
     spread) could score a non-zero rounding artefact."""
     return 8.0 * 2.220446049250313e-16 * (1.0 + math.sqrt(n_win_rows * n_win_cols / (h * w)))
 
-
-_rounding_coef_jit = numba.njit(**NJIT_OPTIONS)(_rounding_coef)
 
 
 @numba.njit(**NJIT_OPTIONS)
@@ -401,7 +405,7 @@ def _zncc_kernel(
                 else:
                     out[r, c] = _clamped_ratio(num, patch_ssd, tmpl_norm)
         return n_flat
-    norms = (tmpl_norm, flat_ssd, _rounding_coef_jit(n_rows + h - 1, n_cols + w - 1, h, w))
+    norms = (tmpl_norm, flat_ssd, _rounding_coef(n_rows + h - 1, n_cols + w - 1, h, w))
     return _score_all(win, tmpl_pad, integ, integ2, h, w, norms, n_rows, n_cols, out)
 
 
@@ -575,6 +579,11 @@ exhaustive scoring costs time only on frames that are in doubt anyway, and the r
 there is the exhaustive search's."""
 
 
+def _block_means(a: np.ndarray, hc: int, wc: int) -> np.ndarray:
+    """(hc, wc) means of the 2 x 2 blocks of ``a[:2 hc, :2 wc]``."""
+    return a[: 2 * hc, : 2 * wc].reshape(hc, 2, wc, 2).mean(axis=(1, 3))
+
+
 def coarse_template(tmpl_zm: np.ndarray) -> tuple[np.ndarray, float, int] | None:
     """The template at half resolution (2 x 2 block means), for the coarse stage.
 
@@ -599,7 +608,7 @@ def coarse_template(tmpl_zm: np.ndarray) -> tuple[np.ndarray, float, int] | None
     hc, wc = h // 2, w // 2
     if hc < 2 or wc < 2:
         return None
-    blocks = tmpl_zm[: 2 * hc, : 2 * wc].reshape(hc, 2, wc, 2).mean(axis=(1, 3))
+    blocks = _block_means(tmpl_zm, hc, wc)
     blocks = blocks - blocks.mean()
     ssd = float((blocks**2).sum())
     if not (ssd > 0.0 and math.isfinite(ssd)):
@@ -636,11 +645,7 @@ def coarse_margin(reference: np.ndarray, origin_px: tuple[int, int], shape: tupl
     hc, wc = h // 2, w // 2
     if hc < 2 or wc < 2:
         return math.inf
-
-    def blocks(a: np.ndarray) -> np.ndarray:
-        return a[: 2 * hc, : 2 * wc].reshape(hc, 2, wc, 2).mean(axis=(1, 3))
-
-    tmpl = blocks(ref[r0 : r0 + h, c0 : c0 + w])
+    tmpl = _block_means(ref[r0 : r0 + h, c0 : c0 + w], hc, wc)
     tmpl = tmpl - tmpl.mean()
     tmpl_norm = math.sqrt(float((tmpl**2).sum()))
     worst = math.inf
@@ -649,7 +654,7 @@ def coarse_margin(reference: np.ndarray, origin_px: tuple[int, int], shape: tupl
             a0, b0 = r0 + dr, c0 + dc
             if (dr, dc) == (0, 0) or a0 < 0 or b0 < 0 or a0 + h > ref.shape[0] or b0 + w > ref.shape[1]:
                 continue
-            patch = blocks(ref[a0 : a0 + h, b0 : b0 + w])
+            patch = _block_means(ref[a0 : a0 + h, b0 : b0 + w], hc, wc)
             patch = patch - patch.mean()
             norm = tmpl_norm * math.sqrt(float((patch**2).sum()))
             score = float((tmpl * patch).sum()) / norm if norm > 0.0 else 0.0
@@ -673,7 +678,7 @@ def coarse_buffers(n_rows: int, n_cols: int, tmpl_shape: tuple[int, int]) -> tup
     """
     h, w = tmpl_shape
     hc, wc = h // 2, w // 2
-    wc_pad = -(-wc // _LANES) * _LANES
+    wc_pad = _padded_width(wc)
     n_hc = (n_rows + h - 1) // 2
     n_wc = (n_cols + w - 1) // 2
     win = np.zeros((max(n_hc, 1), max(n_wc - wc + wc_pad, 1)), dtype=np.float32)
@@ -812,17 +817,6 @@ def _background_mean(cscores, n_rows, n_cols, peak_r, peak_c):
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _best_score(scores, n_rows, n_cols):
-    """Largest finite score of ``scores[:n_rows, :n_cols]`` (-inf when there is none)."""
-    best = -math.inf
-    for r in range(n_rows):
-        for c in range(n_cols):
-            if scores[r, c] > best:
-                best = scores[r, c]
-    return best
-
-
-@numba.njit(**NJIT_OPTIONS)
 def _search_kernel(
     image,
     tmpl_zm,
@@ -932,7 +926,7 @@ def _search_kernel(
     norms = (
         math.sqrt(tmpl_ssd),
         FLAT_VARIANCE_RATIO * tmpl_ssd,
-        _rounding_coef_jit(n_win_rows, n_win_cols, h, w),
+        _rounding_coef(n_win_rows, n_win_cols, h, w),
     )
     exhaustive = True
     n_crows = 0
@@ -949,7 +943,7 @@ def _search_kernel(
         cnorms = (
             math.sqrt(ctmpl_ssd),
             FLAT_VARIANCE_RATIO * ctmpl_ssd,
-            _rounding_coef_jit(n_hc, n_wc, ch, ctmpl_w),
+            _rounding_coef(n_hc, n_wc, ch, ctmpl_w),
         )
         _score_all(cwin, ctmpl_pad, cinteg, cinteg2, ch, ctmpl_w, cnorms, n_crows, n_ccols, cscores)
         n_qualified = _coarse_candidates(cscores, n_crows, n_ccols, margin, candidates)
@@ -966,15 +960,17 @@ def _search_kernel(
             )
             n_scored += k_scored
             n_flat += k_flat
-        # Too many look-alikes, or nothing good: score everything.
-        exhaustive = n_cand == 0 or not (_best_score(scores, n_rows, n_cols) >= COARSE_TRUST_SCORE)
+        if n_cand > 0:
+            row, col, peak, sharpness, at_edge = _peak_kernel(scores, n_rows, n_cols)
+            # Nothing good found (or, above, too many look-alikes): score everything.
+            exhaustive = not (peak >= COARSE_TRUST_SCORE)
     if exhaustive:
         n_flat = _score_all(win, tmpl_pad, integ, integ2, h, w, norms, n_rows, n_cols, scores)
         n_scored = n_rows * n_cols
+        row, col, peak, sharpness, at_edge = _peak_kernel(scores, n_rows, n_cols)
     result[_R_N_SCORED] = n_scored
     if n_flat == n_scored:
         return _SEARCH_NO_CONTRAST
-    row, col, peak, sharpness, at_edge = _peak_kernel(scores, n_rows, n_cols)
     if not (math.isfinite(peak) and math.isfinite(row) and math.isfinite(col)):
         return _SEARCH_NO_FINITE_SCORE
     if not exhaustive:
