@@ -242,6 +242,7 @@ def run_with_display(
             stopped_by = result.summary.stopped_by
         except BaseException:
             # Ctrl-C, or the session refused to start: nothing left to review, close.
+            feed.flush()  # the loop's last messages first: one sender at a time
             _send(messages, ("quit",))
             raise
         finally:
@@ -249,6 +250,7 @@ def run_with_display(
             if stop_reason:
                 stopped_by = stop_reason[0]
                 session.summary.stopped_by = stopped_by
+            feed.flush()
             _send(messages, ("end", stopped_by))
             # The display draws the end state (and the screenshot), or waits for the
             # operator to close it; its process then exits and the listener sees EOF.

@@ -10,7 +10,9 @@ it draws. The loop hands each decided frame over after its beam command through
 guarded by locks the loop only ever *tries* (the display holds at most one, so a free
 slot always exists), and the record (a few numbers) goes down a non-blocking pipe as one
 atomic write; if the pipe is full because the display has stalled, the record is
-dropped and counted, never waited for. The display side (:class:`FeedReader`) reads the
+dropped and counted, never waited for. The rare messages (the overlay at set-up, a
+change of the source's fault) are sent by a helper thread, :class:`_Outbox`, which keeps
+only the newest fault: a stalled display blocks that thread, never the loop. The display side (:class:`FeedReader`) reads the
 records for its traces and copies the newest frame's pixels: the newest frame wins and
 the frames in between are counted as not drawn.
 
@@ -278,6 +280,62 @@ class FrameSlots:
 
 
 # -- the loop's side ------------------------------------------------------------------------
+class _Outbox:
+    """Sends the loop's messages to the display from its own thread, newest fault only.
+
+    ``Connection.send`` blocks when the display has stalled and its end of the pipe is
+    full; the loop only stores the message here and notifies. Messages keep their order
+    (set-up before any fault); faults not yet sent are replaced by a newer one, so a
+    stalled display costs one pending message, not a queue that grows.
+    """
+
+    def __init__(self, messages: Any) -> None:
+        self._messages = messages
+        self._cond = threading.Condition()
+        self._setup: tuple[Any, ...] | None = None
+        self._fault: tuple[Any, ...] | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="maestro-display-outbox", daemon=True)
+        self._thread.start()
+
+    def post_setup(self, message: tuple[Any, ...]) -> None:
+        with self._cond:
+            self._setup = message
+            self._cond.notify()
+
+    def post_fault(self, fault: str | None) -> None:
+        with self._cond:
+            self._fault = ("fault", fault)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._setup is None and self._fault is None and not self._closing:
+                    self._cond.wait()
+                if self._setup is not None:
+                    message, self._setup = self._setup, None
+                elif self._fault is not None:
+                    message, self._fault = self._fault, None
+                else:
+                    return  # closing, nothing left
+            try:
+                self._messages.send(message)
+            except OSError:
+                return  # the display has gone: the listener ends the session
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Send every posted message, then stop; True when done within ``timeout_s``.
+
+        Not for the loop: it waits for the display. Call it before sending anything that
+        must come after the loop's messages (the session's end)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
 class LoopFeed:
     """Loop side of the hand-off: :meth:`push` is the session's ``on_frame`` callback.
 
@@ -302,10 +360,10 @@ class LoopFeed:
 
     def __init__(self, session: Any, messages: Any, records_fd: int, locks: Any) -> None:
         self._session = session
-        self._messages = messages
         self._fd = records_fd
         os.set_blocking(records_fd, False)
         self._locks = locks
+        self._outbox = _Outbox(messages)
         self._slots: FrameSlots | None = None
         self._fault: str | None = None
         self._chained: Callable[[Frame, FrameRecord], None] | None = session.on_frame
@@ -328,11 +386,11 @@ class LoopFeed:
             config = self._session.config
             overlay = DisplayOverlay.from_geometry(self._session.geometry, config.threshold_pct, config.confidence_floor)
             self._slots = FrameSlots(frame.pixels.shape, self._locks)
-            self._send(("setup", overlay, window_level_from(frame.pixels), self._slots.name, frame.index))
+            self._outbox.post_setup(("setup", overlay, window_level_from(frame.pixels), self._slots.name, frame.index))
         fault = self._session.source.fault
         if fault != self._fault:
             self._fault = fault
-            self._send(("fault", fault))
+            self._outbox.post_fault(fault)
         self.pushed += 1
         slot = self._slots.write(self.pushed, frame.pixels)
         try:
@@ -342,13 +400,12 @@ class LoopFeed:
         except OSError:
             pass  # the display has gone: the listener ends the session
 
-    def _send(self, message: tuple[Any, ...]) -> None:
-        try:
-            self._messages.send(message)
-        except OSError:
-            pass  # the display has gone: the listener ends the session
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """After the loop has ended: send what is still pending (see :meth:`_Outbox.flush`)."""
+        return self._outbox.flush(timeout_s)
 
     def close(self) -> None:
+        self._outbox.flush(0.0)
         if self._slots is not None:
             self._slots.close()
             self._slots = None
