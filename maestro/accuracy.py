@@ -114,6 +114,7 @@ def evaluate_tracking(
     search_mm: float = 15.0,
     max_references: int = 1,
     strain_per_mm: float | None = None,
+    reacquire_mm: float | None = None,
 ) -> TrackingAccuracy:
     """Render a trace-driven session frame by frame and score the tracker on it.
 
@@ -137,6 +138,9 @@ def evaluate_tracking(
         (:class:`tracking.multi_reference.MultiReferenceTracker`).
     strain_per_mm : float or None
         Lesion deformation of the phantom; ``None`` for the phantom's default.
+    reacquire_mm : float or None
+        The tracker's re-acquisition window (:class:`tracking.tracker.TemplateTracker`);
+        ``None`` for its default, twice ``search_mm``.
     """
     from scipy import ndimage
 
@@ -166,11 +170,13 @@ def evaluate_tracking(
                 tracker = MultiReferenceTracker(
                     pixels, ref_fraction >= 0.5, phantom.spacing_mm,
                     context_mm=context_mm, search_mm=search_mm, max_references=max_references,
+                    trust_floor=confidence_floor, reacquire_mm=reacquire_mm,
                 )
             else:
                 tracker = TemplateTracker(
                     pixels, ref_fraction >= 0.5, phantom.spacing_mm,
-                    context_mm=context_mm, search_mm=search_mm,
+                    context_mm=context_mm, search_mm=search_mm, trust_floor=confidence_floor,
+                    reacquire_mm=reacquire_mm,
                 )
             tracked[0] = 0.0
             continue

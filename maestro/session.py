@@ -230,6 +230,8 @@ class GatingSession:
                 first.spacing_mm,
                 context_mm=self.config.context_mm,
                 search_mm=self.config.search_mm,
+                # A match the gate would hold on never moves the search window.
+                trust_floor=self.config.confidence_floor,
             )
             self.geometry = GatingGeometry(mask, first.spacing_mm, self.config.margin_mm)
         except ValueError as exc:

@@ -34,8 +34,10 @@ class MultiReferenceTracker:
 
     Parameters
     ----------
-    reference, target_mask, spacing_mm, context_mm, search_mm, dtype, refine
+    reference, target_mask, spacing_mm, context_mm, search_mm, dtype, refine, trust_floor, reacquire_mm
         As for :class:`TemplateTracker`; they define the primary (fixed) reference.
+        The best match moves the search window of every reference only when trusted
+        (see :class:`TemplateTracker`).
     max_references : int, default 3
         References held at most, the primary included (1 = the fixed reference alone).
     min_separation_mm : float, default 5.0
@@ -66,6 +68,8 @@ class MultiReferenceTracker:
         max_references: int = 3,
         min_separation_mm: float = 5.0,
         min_confidence: float = 0.8,
+        trust_floor: float = 0.5,
+        reacquire_mm: float | None = None,
     ) -> None:
         if isinstance(max_references, bool) or not isinstance(max_references, int) or max_references < 1:
             raise ValueError(f"max_references: must be an integer >= 1, got {max_references!r}")
@@ -77,7 +81,8 @@ class MultiReferenceTracker:
                 math.isfinite(value) and lo < value <= hi
             ):
                 raise ValueError(f"{name}: must be finite, > {lo:g} and <= {hi:g}, got {value!r}")
-        self._kwargs = dict(context_mm=context_mm, search_mm=search_mm, dtype=dtype, refine=refine)
+        self._kwargs = dict(context_mm=context_mm, search_mm=search_mm, dtype=dtype, refine=refine,
+                            trust_floor=trust_floor, reacquire_mm=reacquire_mm)
         primary = TemplateTracker(reference, target_mask, spacing_mm, **self._kwargs)  # type: ignore[arg-type]
         self._trackers = [primary]
         self.offsets_mm: list[tuple[float, float]] = [(0.0, 0.0)]
@@ -88,6 +93,7 @@ class MultiReferenceTracker:
         self.target_mask = primary.target_mask
         self.last_reference = 0
         self._last_mm = (0.0, 0.0)
+        self._lost = False
 
     @property
     def primary(self) -> TemplateTracker:
@@ -103,6 +109,7 @@ class MultiReferenceTracker:
         """Forget the last displacement (the next search is centred on the primary's 0);
         the references are kept."""
         self._last_mm = (0.0, 0.0)
+        self._lost = False
         for t in self._trackers:
             t.reset()
 
@@ -117,7 +124,7 @@ class MultiReferenceTracker:
         best_j = 0
         primary_result: TrackResult | None = None
         for j, (tracker, (off_r, off_c)) in enumerate(zip(self._trackers, self.offsets_mm)):
-            r = tracker.track(image, predicted_mm=(last_r - off_r, last_c - off_c))
+            r = tracker.track(image, predicted_mm=(last_r - off_r, last_c - off_c), wide=self._lost)
             if j == 0:
                 primary_result = r
             if not r.valid:
@@ -128,11 +135,17 @@ class MultiReferenceTracker:
                 best, best_j = r, j
         assert primary_result is not None
         if best is None:
+            self._lost = True
             return primary_result
         off_r, off_c = self.offsets_mm[best_j]
         row_mm = best.row_mm + off_r
         col_mm = best.col_mm + off_c
-        self._last_mm = (row_mm, col_mm)
+        # As TemplateTracker: only a confident match moves the window; after an
+        # untrusted one the next frame is searched in the re-acquisition window.
+        confident = best.confidence >= self.primary.trust_floor
+        if confident:
+            self._last_mm = (row_mm, col_mm)
+        self._lost = best.at_edge or not confident
         self.last_reference = best_j
         self._maybe_capture(image, primary_result)
         sr, sc = self.spacing_mm

@@ -5,6 +5,13 @@ context. Each frame is searched in a window of +-``search_mm`` around a predicte
 displacement; the best ZNCC match, refined to sub-pixel precision, gives the target's
 displacement from the reference in mm.
 
+Only a result with confidence at least ``trust_floor`` moves the window. After a result
+that is not trusted (invalid, on the window's edge, or below the floor) the tracker is
+*lost*: the next frame is searched in a wider re-acquisition window (+-``reacquire_mm``)
+around the last confident position, never around a weak match, so that a window that
+followed a wrong match cannot walk away from the target, and a target that jumped out
+of the window (a cough, a sudden shift) or came back after one is found again.
+
 Per frame, :meth:`TemplateTracker.track` makes one call into a compiled kernel
 (:func:`tracking.zncc._search_kernel`) that works in buffers allocated at construction,
 and builds one small result object. It never raises on the content of a frame: a frame
@@ -165,6 +172,14 @@ class TemplateTracker:
         Skipped, keeping the ZNCC position, when the peak is on the edge of the search
         window, the aligned template would leave the image, or the alignment does not
         converge within one pixel of the ZNCC peak.
+    trust_floor : float, default 0.5
+        Confidence (peak ZNCC) a result needs to move the search window; a result also
+        inside the window (not on its edge) ends a re-acquisition. The gate's default
+        confidence floor.
+    reacquire_mm : float or None, default None
+        Half-size of the re-acquisition window searched after an untrusted result,
+        around the last confident displacement; at least ``search_mm``. None: twice
+        ``search_mm``.
     coarse_to_fine : bool, default True
         Search windows of more than :data:`tracking.zncc.COARSE_MIN_POSITIONS`
         positions coarse-to-fine: every position at half resolution, then steepest
@@ -188,6 +203,10 @@ class TemplateTracker:
         Top-left pixel (row, col) of the template in the reference frame.
     search_px : (int, int)
         Half-size (rows, cols) of the search window in pixels.
+    reacquire_px : (int, int)
+        Half-size (rows, cols) of the re-acquisition window in pixels.
+    trust_floor : float
+        As given.
     dtype : numpy.dtype
         Working precision of the frames.
 
@@ -196,8 +215,8 @@ class TemplateTracker:
     ValueError
         If the mask is empty or does not match the reference's shape, the reference is
         not finite inside the template or has no contrast there, the template fills the
-        image along an axis (no room to search), or a spacing, ``context_mm`` or
-        ``search_mm`` is out of range.
+        image along an axis (no room to search), or a spacing, ``context_mm``,
+        ``search_mm``, ``trust_floor`` or ``reacquire_mm`` is out of range.
     """
 
     def __init__(
@@ -210,6 +229,8 @@ class TemplateTracker:
         dtype: type[np.floating] | np.dtype = np.float32,
         refine: bool = True,
         coarse_to_fine: bool = True,
+        trust_floor: float = 0.5,
+        reacquire_mm: float | None = None,
     ) -> None:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -244,6 +265,11 @@ class TemplateTracker:
         if not (math.isfinite(context) and context >= 0.0):
             raise ValueError(f"context_mm: must be finite and >= 0, got {context_mm!r}")
         search = _positive_finite(search_mm, "search_mm")
+        if isinstance(trust_floor, bool) or not isinstance(trust_floor, (int, float)) or not 0.0 <= trust_floor <= 1.0:
+            raise ValueError(f"trust_floor: must be a number within [0, 1], got {trust_floor!r}")
+        reacquire = 2.0 * search if reacquire_mm is None else _positive_finite(reacquire_mm, "reacquire_mm")
+        if reacquire < search:
+            raise ValueError(f"reacquire_mm: must be at least search_mm ({search:g}), got {reacquire_mm!r}")
 
         n_rows, n_cols = reference.shape
         rows = np.flatnonzero(target_mask.any(axis=1))
@@ -272,8 +298,11 @@ class TemplateTracker:
 
         search_r = math.ceil(search / spacing[0])
         search_c = math.ceil(search / spacing[1])
-        max_rows = min(2 * search_r + 1, n_rows - h + 1)
-        max_cols = min(2 * search_c + 1, n_cols - w + 1)
+        wide_r = math.ceil(reacquire / spacing[0])
+        wide_c = math.ceil(reacquire / spacing[1])
+        # Buffers for the larger (re-acquisition) window serve both.
+        max_rows = min(2 * wide_r + 1, n_rows - h + 1)
+        max_cols = min(2 * wide_c + 1, n_cols - w + 1)
 
         self._shape = (n_rows, n_cols)
         self._tmpl_zm = tmpl_zm
@@ -284,6 +313,10 @@ class TemplateTracker:
         self._tmpl_col0 = c0
         self._search_rows_px = search_r
         self._search_cols_px = search_c
+        self._wide_rows_px = wide_r
+        self._wide_cols_px = wide_c
+        self.trust_floor = float(trust_floor)
+        self._lost = False
         self._spacing_row_mm, self._spacing_col_mm = spacing
         self._scores = np.zeros((max_rows, max_cols), dtype=np.float64)
         self._win, self._integ, self._integ2 = window_buffers(max_rows, max_cols, (h, w))
@@ -309,6 +342,7 @@ class TemplateTracker:
         self.template_shape = (h, w)
         self.template_origin_px = (r0, c0)
         self.search_px = (search_r, search_c)
+        self.reacquire_px = (wide_r, wide_c)
         mask_rows, mask_cols = np.nonzero(target_mask)
         self.reference_centroid_px = (float(mask_rows.mean()), float(mask_cols.mean()))
         log.debug(
@@ -317,9 +351,18 @@ class TemplateTracker:
         )
 
     def reset(self) -> None:
-        """Forget the last tracked displacement: the next default search is centred on 0."""
+        """Forget the last tracked displacement: the next default search is centred on 0,
+        in the normal window."""
         self._last_row_px = 0.0
         self._last_col_px = 0.0
+        self._lost = False
+
+    @property
+    def lost(self) -> bool:
+        """Whether the last result was not trusted (invalid, on the window's edge or
+        below ``trust_floor``): the next :meth:`track` searches the re-acquisition
+        window around the last trusted displacement."""
+        return self._lost
 
     @property
     def last_search_window_px(self) -> tuple[int, int, int, int]:
@@ -346,7 +389,7 @@ class TemplateTracker:
         return int(n) if math.isfinite(n) else 0
 
     def track(
-        self, image: np.ndarray, predicted_mm: tuple[float, float] | None = None
+        self, image: np.ndarray, predicted_mm: tuple[float, float] | None = None, wide: bool | None = None
     ) -> TrackResult:
         """Find the target on one frame.
 
@@ -359,7 +402,11 @@ class TemplateTracker:
             the tracker's dtype (anything else is converted first).
         predicted_mm : (float, float), optional
             Expected displacement (row, col) in mm, the centre of the search window.
-            Default: the displacement of the last valid result (0 at first).
+            Default: the displacement of the last result with confidence at least
+            ``trust_floor`` (0 at first).
+        wide : bool, optional
+            Search the re-acquisition window instead of the normal one. Default:
+            :attr:`lost`.
 
         Returns
         -------
@@ -378,11 +425,15 @@ class TemplateTracker:
         ):
             image, reason = self._coerce(image)
             if image is None:
+                self._lost = True
                 return TrackResult.invalid(reason)
         if image.shape != self._shape:
+            self._lost = True
             return TrackResult.invalid(
                 f"image shape {image.shape} differs from the reference shape {self._shape}"
             )
+        if wide is None:
+            wide = self._lost
         if predicted_mm is None:
             pred_row_px = self._last_row_px
             pred_col_px = self._last_col_px
@@ -403,8 +454,8 @@ class TemplateTracker:
             self._tmpl_col0,
             pred_row_px,
             pred_col_px,
-            self._search_rows_px,
-            self._search_cols_px,
+            self._wide_rows_px if wide else self._search_rows_px,
+            self._wide_cols_px if wide else self._search_cols_px,
             self._win,
             self._integ,
             self._integ2,
@@ -422,6 +473,7 @@ class TemplateTracker:
             self._result,
         )
         if status != _SEARCH_OK:
+            self._lost = True
             return TrackResult.invalid(_REASONS[status])
         res = self._result
         row_px = float(res[_R_ROW_PX])
@@ -432,8 +484,14 @@ class TemplateTracker:
         if refiner is not None and not at_edge and refiner.refine(image, row_px, col_px) == 0:
             row_px = float(refiner.result[0])
             col_px = float(refiner.result[1])
-        self._last_row_px = row_px
-        self._last_col_px = col_px
+        confidence = min(max(peak, 0.0), 1.0)
+        # A weak match never moves the window: a window that followed one could walk
+        # away from the target. A confident match on the window's edge does move it (the
+        # target is beyond, e.g. back from an excursion), but leaves the tracker lost.
+        if confidence >= self.trust_floor:
+            self._last_row_px = row_px
+            self._last_col_px = col_px
+        self._lost = at_edge or not confidence >= self.trust_floor
         return TrackResult(
             row_mm=row_px * self._spacing_row_mm,
             col_mm=col_px * self._spacing_col_mm,
@@ -441,7 +499,7 @@ class TemplateTracker:
             col_px=col_px,
             peak_zncc=peak,
             sharpness=float(res[_R_SHARPNESS]),
-            confidence=min(max(peak, 0.0), 1.0),
+            confidence=confidence,
             at_edge=bool(at_edge),
             valid=True,
             reason="",

@@ -60,15 +60,21 @@ def test_tracking_accuracy_on_a_synthetic_trace(accuracy_4fps) -> None:  # type:
 
 def test_flags_count_when_the_target_is_lost() -> None:
     """A search window too small for the motion loses the target: the large errors must
-    then be flagged (peak on the window's edge), and the table says so."""
+    then be flagged (peak on the window's edge), and the table says so. The
+    re-acquisition window is kept as small, so that the target stays lost."""
     acc = evaluate_tracking(_trace(), "mridian-4fps", seconds=15.0, seed=3, lesion_diameter_mm=24.0,
-                            search_mm=3.0)
+                            search_mm=3.0, reacquire_mm=3.0)
     assert acc.large > 0
     assert acc.large_flagged_pct >= 95.0
     assert acc.max_unflagged_mm <= 2.0
     assert 0.0 < acc.flagged_pct < 100.0
     table = format_tracking_table([acc])
     assert "Synthetic" in table and "mridian-4fps" in table
+    # With the default re-acquisition window (twice the search window) the target is
+    # found again after each flagged frame: fewer large errors, none unflagged.
+    found = evaluate_tracking(_trace(), "mridian-4fps", seconds=15.0, seed=3, lesion_diameter_mm=24.0,
+                              search_mm=3.0)
+    assert found.large < acc.large and found.max_unflagged_mm <= 2.0
 
 
 def test_prediction_table_on_a_regular_trace() -> None:

@@ -167,14 +167,18 @@ def test_explicit_prediction_centres_the_search(
     frame = _crop(canvas, (72, 72), (15, -9))
     missed = tracker.track(frame, predicted_mm=(0.0, 0.0))
     assert abs(missed.row_px - 15) > 3 and (missed.at_edge or missed.confidence < 0.6)
-    result = tracker.track(frame, predicted_mm=(14 * SPACING_MM[0], -8 * SPACING_MM[1]))
-    assert result.valid and not result.at_edge
-    assert (result.row_px, result.col_px) == pytest.approx((15, -9), abs=0.05)
-    row0, col0, n_rows, n_cols = tracker.last_search_window_px
-    origin_r, origin_c = tracker.template_origin_px
-    search_r, search_c = tracker.search_px
-    assert (row0, col0) == (origin_r + 14 - search_r, origin_c - 8 - search_c)
-    assert (n_rows, n_cols) == (2 * search_r + 1, 2 * search_c + 1)
+    assert tracker.lost
+    # The normal window when asked for; by default, while lost, the re-acquisition window.
+    for wide, (search_r, search_c) in ((False, tracker.search_px), (None, tracker.reacquire_px)):
+        tracker.track(frame, predicted_mm=(0.0, 0.0), wide=False)
+        assert tracker.lost
+        result = tracker.track(frame, predicted_mm=(14 * SPACING_MM[0], -8 * SPACING_MM[1]), wide=wide)
+        assert result.valid and not result.at_edge and not tracker.lost
+        assert (result.row_px, result.col_px) == pytest.approx((15, -9), abs=0.05)
+        row0, col0, n_rows, n_cols = tracker.last_search_window_px
+        origin_r, origin_c = tracker.template_origin_px
+        assert (row0, col0) == (origin_r + 14 - search_r, origin_c - 8 - search_c)
+        assert (n_rows, n_cols) == (2 * search_r + 1, 2 * search_c + 1)
 
 
 def test_search_window_is_clipped_at_the_image_border(canvas: np.ndarray) -> None:
@@ -498,3 +502,46 @@ def test_track_kernel_allocates_no_buffers(tracker: TemplateTracker, canvas: np.
             _nrt_python.memsys_disable_stats()
     assert after.alloc - before.alloc == 20 * n_array_args
     assert after.alloc - before.alloc == after.free - before.free
+
+
+# --------------------------------------------------------------------------- re-acquisition
+def test_a_target_that_jumps_out_of_the_window_and_back_is_flagged_then_found_again(
+    tracker: TemplateTracker, canvas: np.ndarray
+) -> None:
+    # 10 rows = 24 mm: beyond the +-15 mm window (7 rows), within the +-30 mm
+    # re-acquisition window (13 rows). Out, stay, back, stay.
+    assert tracker.search_px[0] < 10 <= tracker.reacquire_px[0]
+    path = [0, 10, 10, 10, 0, 0, 0]
+    results = [tracker.track(_crop(canvas, (72, 72), (d, 0))) for d in path]
+    lost = [r.at_edge or r.confidence < tracker.trust_floor for r in results]
+    # The frame of each jump is flagged; the next is found in the re-acquisition window.
+    assert lost == [False, True, False, False, True, False, False]
+    for d, r, flagged in zip(path, results, lost):
+        if not flagged:
+            assert (r.row_px, r.col_px) == pytest.approx((d, 0), abs=0.05)
+    assert not tracker.lost
+
+
+def test_a_weak_match_never_moves_the_window(tracker: TemplateTracker, canvas: np.ndarray) -> None:
+    rng = np.random.default_rng(5)
+    assert tracker.track(_crop(canvas, (72, 72), (2, 0))).row_px == pytest.approx(2, abs=0.05)
+    # Frames without the target (noise): each best match is weak and lies anywhere; a
+    # window that followed them would wander off.
+    for _ in range(10):
+        r = tracker.track((100.0 + 15.0 * rng.normal(size=FRAME_SHAPE)).astype(np.float32))
+        assert r.confidence < tracker.trust_floor and tracker.lost
+    # Searched around the last confident position (row 2) in the re-acquisition window.
+    r = tracker.track(_crop(canvas, (72, 72), (-9, 0)))
+    row0, _, n_rows, _ = tracker.last_search_window_px
+    assert row0 == tracker.template_origin_px[0] + 2 - tracker.reacquire_px[0]
+    assert n_rows == 2 * tracker.reacquire_px[0] + 1
+    assert r.row_px == pytest.approx(-9, abs=0.05) and not tracker.lost
+
+
+def test_reacquisition_settings_are_checked(canvas: np.ndarray) -> None:
+    frame, mask = _crop(canvas, (72, 72)), _lesion_mask((72, 72))
+    with pytest.raises(ValueError, match="trust_floor"):
+        TemplateTracker(frame, mask, SPACING_MM, trust_floor=1.5)
+    with pytest.raises(ValueError, match="reacquire_mm: must be at least search_mm"):
+        TemplateTracker(frame, mask, SPACING_MM, search_mm=15.0, reacquire_mm=10.0)
+    assert TemplateTracker(frame, mask, SPACING_MM, reacquire_mm=15.0).reacquire_px == (7, 5)
