@@ -10,7 +10,9 @@ that is not trusted (invalid, on the window's edge, or below the floor) the trac
 *lost*: the next frame is searched in a wider re-acquisition window (+-``reacquire_mm``)
 around the last confident position, never around a weak match, so that a window that
 followed a wrong match cannot walk away from the target, and a target that jumped out
-of the window (a cough, a sudden shift) or came back after one is found again.
+of the window (a cough, a sudden shift) or came back after one is found again; when
+nothing trustworthy is found there, the same window around the reference position is
+searched too, and the higher peak wins.
 
 Per frame, :meth:`TemplateTracker.track` makes one call into a compiled kernel
 (:func:`tracking.zncc._search_kernel`) that works in buffers allocated at construction,
@@ -330,6 +332,7 @@ class TemplateTracker:
         self._cwin, self._cinteg, self._cinteg2, self._cscores = coarse_buffers(max_rows, max_cols, (h, w))
         self._candidates = np.zeros((MAX_CANDIDATES, 3), dtype=np.float64)
         self._result = np.zeros(_SEARCH_RESULT_SIZE, dtype=np.float64)
+        self._result_alt = np.zeros(_SEARCH_RESULT_SIZE, dtype=np.float64)
         self._last_row_px = 0.0
         self._last_col_px = 0.0
         # None when refinement is off or the template has no 2D structure to align on.
@@ -388,6 +391,41 @@ class TemplateTracker:
         n = self._result[_R_N_SCORED]
         return int(n) if math.isfinite(n) else 0
 
+    def _search(self, image: np.ndarray, pred_row_px: float, pred_col_px: float, wide: bool, result: np.ndarray) -> int:
+        """One call of the search kernel into ``result``; returns its status."""
+        return int(_search_kernel(
+            image,
+            self._tmpl_zm,
+            self._tmpl_pad,
+            self._tmpl_ssd,
+            self._shift,
+            self._tmpl_row0,
+            self._tmpl_col0,
+            pred_row_px,
+            pred_col_px,
+            self._wide_rows_px if wide else self._search_rows_px,
+            self._wide_cols_px if wide else self._search_cols_px,
+            self._win,
+            self._integ,
+            self._integ2,
+            self._scores,
+            self._coarse_to_fine,
+            self._coarse_margin,
+            self._ctmpl_pad,
+            self._ctmpl_ssd,
+            self._ctmpl_w,
+            self._cwin,
+            self._cinteg,
+            self._cinteg2,
+            self._cscores,
+            self._candidates,
+            result,
+        ))
+
+    def _trusted(self, status: int, result: np.ndarray) -> bool:
+        """Whether a kernel result is inside its window with at least ``trust_floor``."""
+        return status == _SEARCH_OK and result[_R_AT_EDGE] == 0.0 and result[_R_PEAK] >= self.trust_floor
+
     def track(
         self, image: np.ndarray, predicted_mm: tuple[float, float] | None = None, wide: bool | None = None
     ) -> TrackResult:
@@ -444,34 +482,18 @@ class TemplateTracker:
                 )
             pred_row_px = float(predicted_mm[0]) / self._spacing_row_mm
             pred_col_px = float(predicted_mm[1]) / self._spacing_col_mm
-        status = _search_kernel(
-            image,
-            self._tmpl_zm,
-            self._tmpl_pad,
-            self._tmpl_ssd,
-            self._shift,
-            self._tmpl_row0,
-            self._tmpl_col0,
-            pred_row_px,
-            pred_col_px,
-            self._wide_rows_px if wide else self._search_rows_px,
-            self._wide_cols_px if wide else self._search_cols_px,
-            self._win,
-            self._integ,
-            self._integ2,
-            self._scores,
-            self._coarse_to_fine,
-            self._coarse_margin,
-            self._ctmpl_pad,
-            self._ctmpl_ssd,
-            self._ctmpl_w,
-            self._cwin,
-            self._cinteg,
-            self._cinteg2,
-            self._cscores,
-            self._candidates,
-            self._result,
-        )
+        status = self._search(image, pred_row_px, pred_col_px, wide, self._result)
+        if wide and predicted_mm is None and not self._trusted(status, self._result) and (
+            abs(pred_row_px) > self._search_rows_px or abs(pred_col_px) > self._search_cols_px
+        ):
+            # Lost, and nothing trustworthy around the last confident position: the target
+            # may be back near the reference position (it breathes about it) but beyond
+            # this window. Search the re-acquisition window there too; the higher peak wins
+            # (a target found again scores far above the look-alikes near the floor).
+            alt = self._search(image, 0.0, 0.0, True, self._result_alt)
+            if alt == _SEARCH_OK and (status != _SEARCH_OK or self._result_alt[_R_PEAK] > self._result[_R_PEAK]):
+                status = alt
+                np.copyto(self._result, self._result_alt)
         if status != _SEARCH_OK:
             self._lost = True
             return TrackResult.invalid(_REASONS[status])

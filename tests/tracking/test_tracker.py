@@ -522,6 +522,22 @@ def test_a_target_that_jumps_out_of_the_window_and_back_is_flagged_then_found_ag
     assert not tracker.lost
 
 
+def test_a_target_back_at_the_reference_beyond_the_reacquisition_window_is_found(
+    tracker: TemplateTracker, canvas: np.ndarray
+) -> None:
+    # Followed in 6-row steps to row 18, then back at 0 at once: 18 rows is beyond the
+    # re-acquisition window around row 18 (13 rows), so it takes the second search, around
+    # the reference position.
+    assert 18 - tracker.reacquire_px[0] > 0
+    path = [0, 6, 12, 18, 0, 0]
+    results = [tracker.track(_crop(canvas, (72, 72), (d, 0))) for d in path]
+    lost = [r.at_edge or r.confidence < tracker.trust_floor for r in results]
+    assert lost == [False, False, False, False, True, False]
+    for d, r, flagged in zip(path, results, lost):
+        if not flagged:
+            assert (r.row_px, r.col_px) == pytest.approx((d, 0), abs=0.05)
+
+
 def test_a_weak_match_never_moves_the_window(tracker: TemplateTracker, canvas: np.ndarray) -> None:
     rng = np.random.default_rng(5)
     assert tracker.track(_crop(canvas, (72, 72), (2, 0))).row_px == pytest.approx(2, abs=0.05)
