@@ -41,6 +41,7 @@ __all__ = [
     "evaluate_gating",
     "evaluate_prediction",
     "evaluate_tracking",
+    "excursions_for",
 ]
 
 #: Where the KIM liver trajectories are kept, seen from the project root.
@@ -49,6 +50,9 @@ DEFAULT_TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" 
 LARGE_ERROR_MM = 2.0
 #: Lesions at least this large are scored by Dice, mm.
 DICE_MIN_DIAMETER_MM = 20.0
+#: When the ``--excursion-mm`` shifts happen (fractions of the session) and how long each lasts (s).
+EXCURSION_AT = (0.3, 0.65)
+EXCURSION_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ def evaluate_tracking(
     max_references: int = 1,
     strain_per_mm: float | None = None,
     reacquire_mm: float | None = None,
+    excursions: object = (),
 ) -> TrackingAccuracy:
     """Render a trace-driven session frame by frame and score the tracker on it.
 
@@ -141,6 +146,8 @@ def evaluate_tracking(
     reacquire_mm : float or None
         The tracker's re-acquisition window (:class:`tracking.tracker.TemplateTracker`);
         ``None`` for its default, twice ``search_mm``.
+    excursions : sequence of (start_s, duration_s, si_mm, ap_mm)
+        Sudden whole-liver shifts added to the trace (see :func:`excursions_for`).
     """
     from scipy import ndimage
 
@@ -153,6 +160,7 @@ def evaluate_tracking(
     phantom = TracePhantom(
         trace.times_s, _trace_xyz(trace), geometry, seconds, seed, lesion_diameter_mm, loop=loop,
         strain_per_mm=TRACE_STRAIN_PER_MM if strain_per_mm is None else strain_per_mm,
+        excursions=excursions,
     )
     n = phantom.n_frames
     tracked = np.full((n, 2), np.nan)
@@ -212,6 +220,23 @@ def evaluate_tracking(
         true_mm=truth,
         flagged=flagged,
     )
+
+
+def excursions_for(trace, seconds: float, size_mm: float, duration_s: float = EXCURSION_S) -> tuple[tuple[float, float, float, float], ...]:  # type: ignore[no-untyped-def]
+    """Two sudden SI shifts of ``size_mm`` (a cough-like excursion), at 30 % and 65 % of a
+    ``seconds``-long session, each held ``duration_s`` then back; each goes from where
+    the trace is towards the middle of its SI range, so the lesion stays in the anatomy.
+    Empty when ``size_mm`` is 0."""
+    if size_mm == 0.0:
+        return ()
+    t = trace.times_s - trace.times_s[0]
+    mid = 0.5 * (trace.si_mm.min() + trace.si_mm.max())
+    out = []
+    for fraction in EXCURSION_AT:
+        start = fraction * seconds
+        si_now = float(np.interp(start, t, trace.si_mm))
+        out.append((start, duration_s, size_mm if si_now < mid else -size_mm, 0.0))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -294,16 +319,17 @@ def evaluate_gating(
     latency_ms: float = 250.0,
     margin_mm: float = 3.0,
     threshold_pct: float = 10.0,
+    excursions: object = (),
 ) -> GatingAccuracy:
     """Replay the gate's decisions on tracked positions with the beam one latency late.
 
     The decision taken on frame k (position tracked on it, or predicted ``latency_ms``
     ahead) holds for the beam from ``t_k + latency`` to ``t_{k+1} + latency``; it is
     scored against the true position at ``t_k + latency`` (from the trace). Flagged
-    frames hold the beam.
+    frames hold the beam. ``excursions`` as given to :func:`evaluate_tracking`.
     """
     from gating.boundary import GatingGeometry
-    from maestro.phantom import trace_displacement_mm
+    from maestro.phantom import excursion_offsets_mm, trace_displacement_mm
     from tracking.predict import RidgeARPredictor
 
     geometry = GatingGeometry(reference_mask, spacing_mm, margin_mm)
@@ -315,6 +341,7 @@ def evaluate_gating(
     xyz = _trace_xyz(trace)
     absolute = trace_displacement_mm(trace.times_s, xyz, t + h)[:, :2]
     truth_late = absolute - trace_displacement_mm(trace.times_s, xyz, np.zeros(1))[0, :2]
+    truth_late += excursion_offsets_mm(excursions, t + h)
     predictor = RidgeARPredictor(h, 1.0 / fps)
     on, on_pred, truly_in = [], [], []
     for k in range(t.size):
@@ -431,6 +458,9 @@ def add_parser(subparsers) -> None:  # type: ignore[no-untyped-def]
     ap.add_argument("--references", type=_count, default=1,
                     help="reference templates from different breathing phases (default 1 = the fixed reference)")
     ap.add_argument("--margin-mm", type=_number(0.0), default=3.0)
+    ap.add_argument("--excursion-mm", type=_number(0.0, high=60.0), default=0.0,
+                    help="stress test: add two sudden SI shifts of this size (held 1.5 s, then back) "
+                         "to every session, to see the tracker lose the target, flag it and find it again")
     ap.add_argument("--threshold-pct", type=_number(0.0, high=100.0), default=10.0)
     ap.set_defaults(func=cmd_accuracy)
 
@@ -444,10 +474,12 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     tracking_rows, gating_rows = [], []
     for i, trace in enumerate(traces):
         for geo in geometries:
+            seconds = min(args.seconds, trace.duration_s)
+            excursions = excursions_for(trace, seconds, args.excursion_mm)
             acc = evaluate_tracking(
                 trace, geo, args.seconds, args.seed + i, args.lesion_mm, args.confidence_floor,
                 context_mm=args.context_mm, search_mm=args.search_mm,
-                max_references=max(args.references, 1),
+                max_references=max(args.references, 1), excursions=excursions,
             )
             tracking_rows.append(acc)
             ref = TracePhantom(
@@ -456,7 +488,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
             spacing = (GEOMETRIES[geo].spacing_mm,) * 2
             gating_rows.append(
                 evaluate_gating(acc, trace, ref, spacing, GEOMETRIES[geo].fps, args.latency_ms,
-                                args.margin_mm, args.threshold_pct)
+                                args.margin_mm, args.threshold_pct, excursions)
             )
             log.info("%s %s: mean %.2f mm", trace.name, geo, acc.mean_mm)
     print(
@@ -464,6 +496,12 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         f"context {args.context_mm:g} mm, search {args.search_mm:g} mm, confidence floor "
         f"{args.confidence_floor:g}, {max(args.references, 1)} reference(s))"
     )
+    if args.excursion_mm:
+        print(
+            f"Stress: two sudden SI shifts of {args.excursion_mm:g} mm per session, at "
+            f"{' and '.join(f'{100 * f:g} %' for f in EXCURSION_AT)} of it, each held {EXCURSION_S:g} s "
+            "then back, towards the middle of the trace's SI range"
+        )
     print(format_tracking_table(tracking_rows))
     print()
     print("Prediction at the latency horizon (traces resampled to the frame rate)")

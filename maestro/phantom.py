@@ -98,6 +98,8 @@ __all__ = [
     "generate_session",
     "generate_trace_session",
     "trace_displacement_mm",
+    "excursion_offsets_mm",
+    "EXCURSION_MAX_MM",
 ]
 
 
@@ -1236,6 +1238,53 @@ def trace_displacement_mm(
     return out
 
 
+#: Largest excursion along SI or AP, mm: the lesion and its context stay in the frame.
+EXCURSION_MAX_MM = 60.0
+
+
+def excursion_offsets_mm(excursions: object, times_s: np.ndarray) -> np.ndarray:
+    """Row/column offsets of sudden whole-liver shifts at given times.
+
+    Parameters
+    ----------
+    excursions : sequence of (start_s, duration_s, si_mm, ap_mm)
+        Each shifts the anatomy and the lesion by ``si_mm`` (+ superior) and ``ap_mm``
+        (+ anterior) from ``start_s`` (> 0, s from the session start) for
+        ``duration_s`` (> 0), then back: a cough or a sudden shift of the patient. The
+        shift is a step, not interpolated; shifts that overlap add. ``|si_mm|`` and
+        ``|ap_mm|`` at most :data:`EXCURSION_MAX_MM`.
+    times_s : (T,) array_like of float
+        Times, s from the session start.
+
+    Returns
+    -------
+    (T, 2) float64 ndarray
+        (row_mm + inferior, col_mm + posterior) offsets, the phantom's axes.
+
+    Raises
+    ------
+    ValueError
+        If an excursion breaks its rule; the message names it.
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    out = np.zeros((t.size, 2))
+    try:
+        items = [tuple(float(v) for v in e) for e in excursions]  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"excursions: must be a sequence of (start_s, duration_s, si_mm, ap_mm), got {excursions!r}") from None
+    for k, e in enumerate(items):
+        if len(e) != 4 or not all(math.isfinite(v) for v in e):
+            raise ValueError(f"excursions[{k}]: must be 4 finite numbers (start_s, duration_s, si_mm, ap_mm), got {e!r}")
+        start, duration, si, ap = e
+        if start <= 0.0 or duration <= 0.0:
+            raise ValueError(f"excursions[{k}]: start_s and duration_s must be > 0 (the first frame is the reference), got {e!r}")
+        if max(abs(si), abs(ap)) > EXCURSION_MAX_MM:
+            raise ValueError(f"excursions[{k}]: |si_mm| and |ap_mm| must be at most {EXCURSION_MAX_MM:g} mm, got {e!r}")
+        inside = (t >= start) & (t < start + duration)
+        out[inside] -= (si, ap)  # + superior / + anterior -> rows + inferior / cols + posterior
+    return out
+
+
 def _lesion_occupancy(
     dy: np.ndarray,
     dx: np.ndarray,
@@ -1363,6 +1412,9 @@ class TracePhantom:
         Lesion deformation per mm of SI displacement, within [0, 0.02].
     intensity_drift : float
         Amplitude of the slow intensity drift, within [0, 0.3].
+    excursions : sequence of (start_s, duration_s, si_mm, ap_mm)
+        Sudden whole-liver shifts added to the trace (:func:`excursion_offsets_mm`);
+        ``trajectory_mm`` includes them.
 
     Attributes
     ----------
@@ -1384,6 +1436,7 @@ class TracePhantom:
         loop: bool = False,
         strain_per_mm: float = TRACE_STRAIN_PER_MM,
         intensity_drift: float = TRACE_INTENSITY_DRIFT,
+        excursions: object = (),
     ) -> None:
         tt, xyz, strain_per_mm, intensity_drift = _validate_trace(
             trace_times_s, trace_mm, strain_per_mm, intensity_drift
@@ -1414,6 +1467,7 @@ class TracePhantom:
         n_frames = max(int(math.floor(seconds * geo.fps + 1e-9)), 1)
         times_s = np.arange(n_frames, dtype=np.float64) / geo.fps
         absolute = trace_displacement_mm(tt, xyz, times_s, loop=loop)
+        absolute[:, :2] += excursion_offsets_mm(excursions, times_s)
         # Centre the warp on the middle of the whole trace's range (the lesion's
         # placement allows +- the model's bounds around its rest position).
         full = trace_displacement_mm(tt, xyz, tt - tt[0])

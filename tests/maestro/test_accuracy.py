@@ -9,6 +9,7 @@ import pytest
 
 from hardware.motion_trace import MotionTrace, read_kim_trace
 from maestro.accuracy import (
+    excursions_for,
     LARGE_ERROR_MM,
     evaluate_gating,
     evaluate_prediction,
@@ -116,3 +117,27 @@ def test_accuracy_command_refuses_a_folder_without_traces(tmp_path: Path, capsys
     assert len(err) == 1 and "no .txt" in err[0]
     assert main(["accuracy", "--traces", str(tmp_path / "absent")]) == 2
     assert "--traces" in capsys.readouterr().err
+
+
+def test_excursions_go_towards_the_middle_of_the_si_range() -> None:
+    # si = -10 sin(pi t / 4.2)^4: range [-10, 0], middle -5. At 3.0 s (30 % of 10 s) the
+    # trace is at -3.74 mm, above the middle: the shift goes inferior (-); at 6.5 s it is at
+    # -9.53 mm: superior (+).
+    assert excursions_for(_trace(), 10.0, 25.0) == ((3.0, 1.5, -25.0, 0.0), (6.5, 1.5, 25.0, 0.0))
+    assert excursions_for(_trace(), 10.0, 0.0) == ()
+
+
+def test_accuracy_command_stress_run_with_excursions(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    _write(folder / "LiverTraj_A_robot.txt", _trace(30.0))
+    code = main(["accuracy", "--traces", str(folder), "--seconds", "12", "--geometry", "mridian-4fps",
+                 "--excursion-mm", "25"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "two sudden SI shifts of 25 mm per session, at 30 % and 65 % of it, each held 1.5 s" in out
+    row = next(line for line in out.splitlines() if line.startswith("A ") and "mridian-4fps" in line).split()
+    max_unflagged_mm, large, large_flagged_pct = float(row[6]), int(row[7]), float(row[8])
+    # The jumps beyond the +-15 mm window cost large errors, every one flagged, and the
+    # target is found again (a few frames per jump and return, not the rest of the session).
+    assert 1 <= large <= 8 and large_flagged_pct == 100.0 and max_unflagged_mm <= 2.0

@@ -320,3 +320,52 @@ def test_cli_phantom_refuses_a_bad_trace_in_one_line(tmp_path: Path, capsys) -> 
     assert main(["phantom", str(tmp_path / "c"), "--trace", str(trace), "--seconds", "60"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--seconds" in err[0] and "loop" in err[0]
+
+
+# -- sudden whole-liver shifts (excursions) ----------------------------------------------------
+def test_excursion_offsets_are_steps_in_the_image_axes() -> None:
+    from maestro.phantom import excursion_offsets_mm
+
+    t = np.arange(10) * 0.25  # 4 frames/s
+    off = excursion_offsets_mm([(0.5, 0.75, 20.0, -4.0), (1.0, 1.0, -5.0, 0.0)], t)
+    # 20 mm superior = -20 mm along rows (+ inferior); 4 mm posterior = +4 along columns.
+    expected_rows = [0, 0, -20, -20, -20 + 5, 5, 5, 5, 0, 0]  # the second starts at 1.0 s and overlaps
+    assert off[:, 0].tolist() == expected_rows
+    assert off[:, 1].tolist() == [0, 0, 4, 4, 4, 0, 0, 0, 0, 0]
+    assert not excursion_offsets_mm((), t).any()
+
+
+@pytest.mark.parametrize(
+    ("excursions", "rule"),
+    [
+        ([(0.0, 1.0, 5.0, 0.0)], "start_s and duration_s must be > 0"),
+        ([(1.0, -1.0, 5.0, 0.0)], "start_s and duration_s must be > 0"),
+        ([(1.0, 1.0, 61.0, 0.0)], "at most 60 mm"),
+        ([(1.0, 1.0, 5.0)], "4 finite numbers"),
+        ([(1.0, 1.0, math.nan, 0.0)], "4 finite numbers"),
+        (5, "must be a sequence"),
+    ],
+)
+def test_bad_excursions_are_refused(excursions: object, rule: str) -> None:
+    t, xyz = _trace(12.0)
+    with pytest.raises(ValueError, match=rule):
+        TracePhantom(t, xyz, "mridian-4fps", seconds=4.0, excursions=excursions)
+
+
+def test_an_excursion_moves_anatomy_and_lesion_together() -> None:
+    t, xyz = _trace(12.0, si_mm=6.0)
+    kw = dict(geometry="mridian-4fps", seconds=6.0, seed=2, lesion_diameter_mm=30.0)
+    plain = TracePhantom(t, xyz, **kw)  # type: ignore[arg-type]
+    jumped = TracePhantom(t, xyz, excursions=[(2.0, 1.0, 21.0, 0.0)], **kw)  # type: ignore[arg-type]
+    step = jumped.trajectory_mm - plain.trajectory_mm
+    inside = (plain.times_s >= 2.0) & (plain.times_s < 3.0)
+    assert np.allclose(step[inside], (-21.0, 0.0)) and not step[~inside].any()
+    # The whole frame moved: the jumped frame is the plain one 6 rows (21 mm at 3.5 mm) up,
+    # away from the borders, up to noise.
+    k = int(np.flatnonzero(inside)[0])
+    a = next(f for f in plain.frames() if f.index == k).pixels.astype(float)
+    b = next(f for f in jumped.frames() if f.index == k).pixels.astype(float)
+    inner = (slice(20, 80), slice(20, 80))
+    moved = b[14:74, 20:80]
+    assert np.corrcoef(moved.ravel(), a[inner].ravel())[0, 1] > 0.9
+    assert np.corrcoef(b[inner].ravel(), a[inner].ravel())[0, 1] < np.corrcoef(moved.ravel(), a[inner].ravel())[0, 1]
