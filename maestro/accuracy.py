@@ -189,7 +189,7 @@ def evaluate_tracking(
             tracked[0] = 0.0
             continue
         r = tracker.track(pixels)
-        flagged[f.index] = (not r.valid) or r.at_edge or r.confidence < confidence_floor
+        flagged[f.index] = (not r.valid) or r.at_edge or r.unconfirmed or r.confidence < confidence_floor
         if r.valid:
             tracked[f.index] = (r.row_mm, r.col_mm)
             if score_dice:

@@ -276,8 +276,9 @@ class GatingSession:
             row_mm, col_mm = result.row_mm, result.col_mm
             confidence, valid = result.confidence, result.valid
             # A peak on the edge of the search window may be the slope of a peak outside
-            # it: the position cannot be vouched for, so the gate sees no confidence.
-            gate_confidence = 0.0 if result.at_edge else confidence
+            # it, and a weak match found while re-acquiring a lost target may be a
+            # look-alike: the position cannot be vouched for, so the gate sees no confidence.
+            gate_confidence = 0.0 if result.at_edge or result.unconfirmed else confidence
             peak, sharpness = result.peak_zncc, result.sharpness
             if valid and self.predictor is not None:
                 # Decide on where the target will be when the beam responds.

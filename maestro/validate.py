@@ -260,7 +260,7 @@ def _track(path: Path, settings: ValidationSettings) -> _TrackingPass:
             valid[k] = ok
             conf[k] = track.confidence if ok else 0.0  # type: ignore[union-attr]
             # A peak on the search window's edge cannot be vouched for: the gate saw none.
-            gconf[k] = track.confidence if ok and not track.at_edge else 0.0  # type: ignore[union-attr]
+            gconf[k] = track.confidence if ok and not (track.at_edge or track.unconfirmed) else 0.0  # type: ignore[union-attr]
             lat[k] = record.latency_us
             beam_on[k] = record.beam == "on"
             if labels is not None and frame.label is not None:

@@ -36,8 +36,10 @@ class MultiReferenceTracker:
     ----------
     reference, target_mask, spacing_mm, context_mm, search_mm, dtype, refine, trust_floor, reacquire_mm
         As for :class:`TemplateTracker`; they define the primary (fixed) reference.
-        The best match moves the search window of every reference only when trusted
-        (see :class:`TemplateTracker`).
+        The best match moves the search window of every reference only when its
+        confidence reaches ``trust_floor``; after an untrusted one the next frame is
+        searched in the re-acquisition window (see :class:`TemplateTracker`; the
+        search around the reference position is the single tracker's only).
     max_references : int, default 3
         References held at most, the primary included (1 = the fixed reference alone).
     min_separation_mm : float, default 5.0
@@ -142,12 +144,16 @@ class MultiReferenceTracker:
         col_mm = best.col_mm + off_c
         # As TemplateTracker: only a confident match moves the window; after an
         # untrusted one the next frame is searched in the re-acquisition window.
-        confident = best.confidence >= self.primary.trust_floor
-        if confident:
+        # While re-acquiring, an edge match does not move it either, and no frame
+        # becomes a reference.
+        was_lost = self._lost
+        confident = best.confidence >= self.primary.trust_floor and not best.unconfirmed
+        if confident and not (was_lost and best.at_edge):
             self._last_mm = (row_mm, col_mm)
         self._lost = best.at_edge or not confident
         self.last_reference = best_j
-        self._maybe_capture(image, primary_result)
+        if not was_lost:
+            self._maybe_capture(image, primary_result)
         sr, sc = self.spacing_mm
         return TrackResult(
             row_mm=row_mm,
@@ -160,6 +166,7 @@ class MultiReferenceTracker:
             at_edge=best.at_edge,
             valid=True,
             reason="",
+            unconfirmed=best.unconfirmed,
         )
 
     def _maybe_capture(self, image: np.ndarray, primary: TrackResult) -> None:

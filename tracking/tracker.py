@@ -11,8 +11,9 @@ that is not trusted (invalid, on the window's edge, or below the floor) the trac
 around the last confident position, never around a weak match, so that a window that
 followed a wrong match cannot walk away from the target, and a target that jumped out
 of the window (a cough, a sudden shift) or came back after one is found again; when
-nothing trustworthy is found there, the same window around the reference position is
-searched too, and the higher peak wins.
+nothing is confirmed there, the same window around the reference position is searched
+too. In the larger window a match needs ``reacquire_floor`` to count as the target found
+again; a weaker one is reported ``unconfirmed`` (the gate holds) and never followed.
 
 Per frame, :meth:`TemplateTracker.track` makes one call into a compiled kernel
 (:func:`tracking.zncc._search_kernel`) that works in buffers allocated at construction,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +60,7 @@ from tracking.zncc import (
 )
 from tracking.refine import prepare_refinement
 
-__all__ = ["DEFAULT_CONTEXT_MM", "DEFAULT_SEARCH_MM", "TemplateTracker", "TrackResult"]
+__all__ = ["DEFAULT_CONTEXT_MM", "DEFAULT_REACQUIRE_FLOOR", "DEFAULT_SEARCH_MM", "TemplateTracker", "TrackResult"]
 
 DEFAULT_CONTEXT_MM = 20.0
 """Template context around the target's bounding box, mm (every command's default).
@@ -72,6 +74,13 @@ the kernel ~40 % more per position (benchmarks/test_kernel.py keeps it >= 1.5x O
 
 DEFAULT_SEARCH_MM = 15.0
 """Half-width of the search window around the predicted position, mm."""
+
+DEFAULT_REACQUIRE_FLOOR = 0.65
+"""Confidence a match found while re-acquiring a lost target needs, by default.
+
+Above the gate's 0.5: the re-acquisition window holds four to seven times the normal
+window's positions, and on the trace phantoms with 45 mm excursions look-alikes 60 mm off
+scored 0.50-0.56 there, while the target found again scores 0.8 or more."""
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +124,10 @@ class TrackResult:
         False when the frame could not be tracked; see ``reason``.
     reason : str
         Why the result is invalid; empty when valid.
+    unconfirmed : bool
+        Found while re-acquiring a lost target, inside the re-acquisition window but
+        below ``reacquire_floor``: possibly a look-alike, so the position is not vouched
+        for (the gate holds, as for ``at_edge``).
     """
 
     row_mm: float
@@ -127,6 +140,7 @@ class TrackResult:
     at_edge: bool
     valid: bool
     reason: str
+    unconfirmed: bool = False
 
     @classmethod
     def invalid(cls, reason: str) -> TrackResult:
@@ -182,6 +196,11 @@ class TemplateTracker:
         Half-size of the re-acquisition window searched after an untrusted result,
         around the last confident displacement; at least ``search_mm``. None: twice
         ``search_mm``.
+    reacquire_floor : float or None, default None
+        Confidence a match in the re-acquisition window needs to count as the target
+        found again (a window several times larger holds more look-alikes); weaker
+        matches are reported ``unconfirmed``. Within [``trust_floor``, 1]. None:
+        :data:`DEFAULT_REACQUIRE_FLOOR` or ``trust_floor`` if higher.
     coarse_to_fine : bool, default True
         Search windows of more than :data:`tracking.zncc.COARSE_MIN_POSITIONS`
         positions coarse-to-fine: every position at half resolution, then steepest
@@ -207,8 +226,8 @@ class TemplateTracker:
         Half-size (rows, cols) of the search window in pixels.
     reacquire_px : (int, int)
         Half-size (rows, cols) of the re-acquisition window in pixels.
-    trust_floor : float
-        As given.
+    trust_floor, reacquire_floor : float
+        As given (``reacquire_floor`` resolved).
     dtype : numpy.dtype
         Working precision of the frames.
 
@@ -233,6 +252,7 @@ class TemplateTracker:
         coarse_to_fine: bool = True,
         trust_floor: float = 0.5,
         reacquire_mm: float | None = None,
+        reacquire_floor: float | None = None,
     ) -> None:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -267,8 +287,16 @@ class TemplateTracker:
         if not (math.isfinite(context) and context >= 0.0):
             raise ValueError(f"context_mm: must be finite and >= 0, got {context_mm!r}")
         search = _positive_finite(search_mm, "search_mm")
-        if isinstance(trust_floor, bool) or not isinstance(trust_floor, (int, float)) or not 0.0 <= trust_floor <= 1.0:
+        if isinstance(trust_floor, bool) or not isinstance(trust_floor, numbers.Real) or not 0.0 <= trust_floor <= 1.0:
             raise ValueError(f"trust_floor: must be a number within [0, 1], got {trust_floor!r}")
+        if reacquire_floor is None:
+            reacquire_floor = max(DEFAULT_REACQUIRE_FLOOR, float(trust_floor))
+        if (
+            isinstance(reacquire_floor, bool)
+            or not isinstance(reacquire_floor, numbers.Real)
+            or not float(trust_floor) <= reacquire_floor <= 1.0
+        ):
+            raise ValueError(f"reacquire_floor: must be a number within [trust_floor ({trust_floor:g}), 1], got {reacquire_floor!r}")
         reacquire = 2.0 * search if reacquire_mm is None else _positive_finite(reacquire_mm, "reacquire_mm")
         if reacquire < search:
             raise ValueError(f"reacquire_mm: must be at least search_mm ({search:g}), got {reacquire_mm!r}")
@@ -318,6 +346,7 @@ class TemplateTracker:
         self._wide_rows_px = wide_r
         self._wide_cols_px = wide_c
         self.trust_floor = float(trust_floor)
+        self.reacquire_floor = float(reacquire_floor)
         self._lost = False
         self._spacing_row_mm, self._spacing_col_mm = spacing
         self._scores = np.zeros((max_rows, max_cols), dtype=np.float64)
@@ -365,7 +394,7 @@ class TemplateTracker:
         """Whether the last result was not trusted (invalid, on the window's edge or
         below ``trust_floor``): the next :meth:`track` searches the re-acquisition
         window around the last trusted displacement."""
-        return self._lost
+        return bool(self._lost)
 
     @property
     def last_search_window_px(self) -> tuple[int, int, int, int]:
@@ -422,9 +451,9 @@ class TemplateTracker:
             result,
         ))
 
-    def _trusted(self, status: int, result: np.ndarray) -> bool:
-        """Whether a kernel result is inside its window with at least ``trust_floor``."""
-        return status == _SEARCH_OK and result[_R_AT_EDGE] == 0.0 and result[_R_PEAK] >= self.trust_floor
+    def _confirmed(self, status: int, result: np.ndarray) -> bool:
+        """Whether a re-acquisition result is inside its window with at least ``reacquire_floor``."""
+        return status == _SEARCH_OK and result[_R_AT_EDGE] == 0.0 and result[_R_PEAK] >= self.reacquire_floor
 
     def track(
         self, image: np.ndarray, predicted_mm: tuple[float, float] | None = None, wide: bool | None = None
@@ -483,15 +512,22 @@ class TemplateTracker:
             pred_row_px = float(predicted_mm[0]) / self._spacing_row_mm
             pred_col_px = float(predicted_mm[1]) / self._spacing_col_mm
         status = self._search(image, pred_row_px, pred_col_px, wide, self._result)
-        if wide and predicted_mm is None and not self._trusted(status, self._result) and (
+        if wide and status in (_SEARCH_NONFINITE_PIXELS, _SEARCH_WINDOW_OUTSIDE, _SEARCH_NO_CONTRAST, _SEARCH_NO_FINITE_SCORE):
+            # Something only the wider window holds (a NaN pixel, a flat region): it must
+            # not keep the tracker from the normal window for good.
+            wide = False
+            status = self._search(image, pred_row_px, pred_col_px, False, self._result)
+        if wide and predicted_mm is None and not self._confirmed(status, self._result) and (
             abs(pred_row_px) > self._search_rows_px or abs(pred_col_px) > self._search_cols_px
         ):
-            # Lost, and nothing trustworthy around the last confident position: the target
+            # Lost, and nothing confirmed around the last confident position: the target
             # may be back near the reference position (it breathes about it) but beyond
-            # this window. Search the re-acquisition window there too; the higher peak wins
-            # (a target found again scores far above the look-alikes near the floor).
+            # this window, or on its very edge. Search the re-acquisition window there too;
+            # a confirmed match there wins, else the higher peak.
             alt = self._search(image, 0.0, 0.0, True, self._result_alt)
-            if alt == _SEARCH_OK and (status != _SEARCH_OK or self._result_alt[_R_PEAK] > self._result[_R_PEAK]):
+            if self._confirmed(alt, self._result_alt) or (
+                alt == _SEARCH_OK and (status != _SEARCH_OK or self._result_alt[_R_PEAK] > self._result[_R_PEAK])
+            ):
                 status = alt
                 np.copyto(self._result, self._result_alt)
         if status != _SEARCH_OK:
@@ -507,13 +543,24 @@ class TemplateTracker:
             row_px = float(refiner.result[0])
             col_px = float(refiner.result[1])
         confidence = min(max(peak, 0.0), 1.0)
-        # A weak match never moves the window: a window that followed one could walk
-        # away from the target. A confident match on the window's edge does move it (the
-        # target is beyond, e.g. back from an excursion), but leaves the tracker lost.
-        if confidence >= self.trust_floor:
-            self._last_row_px = row_px
-            self._last_col_px = col_px
-        self._lost = at_edge or not confidence >= self.trust_floor
+        unconfirmed = False
+        if wide:
+            # Re-acquiring in a window several times the normal area: only a match inside
+            # it at reacquire_floor or above is the target found again. A weaker one may be
+            # a look-alike: reported as unconfirmed (the gate holds), and never followed.
+            if not at_edge and confidence >= self.reacquire_floor:
+                self._last_row_px, self._last_col_px = row_px, col_px
+                self._lost = False
+            else:
+                unconfirmed = not at_edge and confidence >= self.trust_floor
+                self._lost = True
+        else:
+            # A weak match never moves the window: a window that followed one could walk
+            # away from the target. A confident match on the window's edge does move it
+            # (the target is beyond, e.g. jumping away), but leaves the tracker lost.
+            if confidence >= self.trust_floor:
+                self._last_row_px, self._last_col_px = row_px, col_px
+            self._lost = at_edge or not confidence >= self.trust_floor
         return TrackResult(
             row_mm=row_px * self._spacing_row_mm,
             col_mm=col_px * self._spacing_col_mm,
@@ -525,6 +572,7 @@ class TemplateTracker:
             at_edge=bool(at_edge),
             valid=True,
             reason="",
+            unconfirmed=unconfirmed,
         )
 
     def _coerce(self, image: object) -> tuple[np.ndarray | None, str]:

@@ -91,26 +91,32 @@ def test_error_does_not_grow_over_a_20_minute_session(shared_data: Path, max_ref
     assert abs(slope_mm_per_s) * 600.0 < 0.05, slope_mm_per_s
 
 
-@pytest.mark.parametrize("shift_mm", [20.0, 30.0])
+@pytest.mark.parametrize("shift_mm", [20.0, 30.0, 45.0])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 @pytest.mark.parametrize("index", range(len(TRACES)), ids=TRACES)
 def test_a_target_lost_in_a_sudden_shift_is_flagged_and_found_again(
     shared_data: Path, index: int, geometry: str, shift_mm: float
 ) -> None:
     # Two whole-liver SI shifts beyond the +-15 mm window, held 1.5 s then back
-    # (`maestro accuracy --excursion-mm 20`): the frames around each jump may be wrong,
-    # and the target is found again within 2 frames of each jump and return. Before
-    # re-acquisition (the window followed every match), 30 mm shifts left 4 of these 18
-    # sessions lost for the rest of the session.
+    # (`maestro accuracy --excursion-mm 30`). Before re-acquisition (the window followed
+    # every match), 30 mm shifts left 4 of these 18 sessions lost for the rest of the
+    # session, and 45 mm ones gave unflagged errors of ~60 mm.
     trace = _trace(shared_data, TRACES[index])
     seconds = 30.0
-    acc = evaluate_tracking(trace, geometry, seconds=seconds, seed=1 + index,
-                            excursions=excursions_for(trace, seconds, shift_mm))
+    excursions = excursions_for(trace, seconds, shift_mm)
+    acc = evaluate_tracking(trace, geometry, seconds=seconds, seed=1 + index, excursions=excursions)
+    err = np.hypot(*(acc.tracked_mm - acc.true_mm).T)
+    err[~np.isfinite(err)] = np.inf
+    large_unflagged = int(np.count_nonzero((err[1:] > 2.0) & ~acc.flagged[1:]))
     summary = (f"{acc.trace} {geometry} {shift_mm:g} mm: >2 mm {acc.large} ({acc.large_flagged_pct:.0f} % flagged), "
                f"max unflagged {acc.max_unflagged_mm:.2f}, flagged {acc.flagged_pct:.1f} %")
-    assert acc.large <= 8, summary  # at most 2 frames per jump and per return
-    assert 0.0 < acc.flagged_pct <= 10.0, summary  # the jumps were seen, and left behind
-    if shift_mm <= 20.0:
-        # Every wrong frame flagged. At 30 mm one frame of one session is not (a 0.54
-        # ZNCC look-alike on a jump's first frame; README, "Losing the target").
-        assert acc.large_flagged_pct >= 95.0 and acc.max_unflagged_mm <= 2.0, summary
+    # Found again: from the second frame after each return, every frame is within 2 mm.
+    fps = 8.0 if geometry == "mridian-8fps" else 4.0
+    for start_s, duration_s, _, _ in excursions:
+        k = int(np.ceil((start_s + duration_s) * fps - 1e-9)) + 2
+        assert (err[k : k + int(3 * fps)] <= 2.0).all(), summary
+    # Every frame > 2 mm flagged, but one: on a 30 mm jump's first frame in Transient70s at
+    # 8 fps, a 0.54 ZNCC look-alike 16.5 mm off lies inside the normal window (README,
+    # "Losing the target and finding it again").
+    assert large_unflagged <= (1 if shift_mm == 30.0 else 0), summary
+    assert acc.flagged_pct <= 25.0, summary

@@ -561,3 +561,36 @@ def test_reacquisition_settings_are_checked(canvas: np.ndarray) -> None:
     with pytest.raises(ValueError, match="reacquire_mm: must be at least search_mm"):
         TemplateTracker(frame, mask, SPACING_MM, search_mm=15.0, reacquire_mm=10.0)
     assert TemplateTracker(frame, mask, SPACING_MM, reacquire_mm=15.0).reacquire_px == (7, 5)
+
+
+def test_a_weak_match_while_reacquiring_is_unconfirmed_and_not_followed(canvas: np.ndarray) -> None:
+    centre = (72, 72)
+    tracker = TemplateTracker(_crop(canvas, centre), _lesion_mask(centre), SPACING_MM, reacquire_floor=0.99)
+    rng = np.random.default_rng(2)
+    tracker.track(_crop(canvas, centre, (20, 0)))  # beyond the window: lost
+    assert tracker.lost
+    # Found in the re-acquisition window, but noisy (ZNCC ~0.9 < 0.99): not vouched for.
+    noisy = _crop(canvas, centre, (3, 0)) + rng.normal(0.0, 8.0, FRAME_SHAPE).astype(np.float32)
+    r = tracker.track(noisy)
+    assert tracker.trust_floor <= r.confidence < 0.99 and not r.at_edge
+    assert r.unconfirmed and tracker.lost
+    assert r.row_px == pytest.approx(3, abs=0.5)
+    # Not followed: the next search is again the re-acquisition window around 0.
+    r = tracker.track(_crop(canvas, centre, (3, 0)))
+    row0, _, n_rows, _ = tracker.last_search_window_px
+    assert row0 == tracker.template_origin_px[0] - tracker.reacquire_px[0]
+    assert r.confidence >= 0.99 and not r.unconfirmed and not tracker.lost  # confirmed
+
+
+def test_a_bad_pixel_only_the_reacquisition_window_holds_does_not_keep_the_tracker_lost(
+    tracker: TemplateTracker, canvas: np.ndarray
+) -> None:
+    rng = np.random.default_rng(4)
+    tracker.track((100.0 + 15.0 * rng.normal(size=FRAME_SHAPE)).astype(np.float32))
+    assert tracker.lost
+    frame = _crop(canvas, (72, 72), (2, 0))
+    # A NaN row inside the re-acquisition window, outside the normal one.
+    frame[tracker.template_origin_px[0] - tracker.search_px[0] - 3, :] = np.nan
+    r = tracker.track(frame)
+    assert r.valid and r.row_px == pytest.approx(2, abs=0.05)
+    assert tracker.last_search_window_px[2] == 2 * tracker.search_px[0] + 1  # the normal window
