@@ -38,8 +38,8 @@ class MultiReferenceTracker:
         As for :class:`TemplateTracker`; they define the primary (fixed) reference.
         The best match moves the search window of every reference only when its
         confidence reaches ``trust_floor``; after an untrusted one the next frame is
-        searched in the re-acquisition window (see :class:`TemplateTracker`; the
-        search around the reference position is the single tracker's only).
+        searched in the re-acquisition window, around the reference position too
+        when nothing is confirmed (as :class:`TemplateTracker` does).
     max_references : int, default 3
         References held at most, the primary included (1 = the fixed reference alone).
     min_separation_mm : float, default 5.0
@@ -121,21 +121,17 @@ class MultiReferenceTracker:
         Never raises on the frame's content (see :meth:`TemplateTracker.track`). When no
         reference yields a valid result, the primary's invalid result is returned.
         """
-        last_r, last_c = self._last_mm
-        best: TrackResult | None = None
-        best_j = 0
-        primary_result: TrackResult | None = None
-        for j, (tracker, (off_r, off_c)) in enumerate(zip(self._trackers, self.offsets_mm)):
-            r = tracker.track(image, predicted_mm=(last_r - off_r, last_c - off_c), wide=self._lost)
-            if j == 0:
-                primary_result = r
-            if not r.valid:
-                continue
-            # A peak on the edge is a worse match than any peak inside the window.
-            key = (not r.at_edge, r.peak_zncc)
-            if best is None or key > (not best.at_edge, best.peak_zncc):
-                best, best_j = r, j
-        assert primary_result is not None
+        best, best_j, primary_result = self._match_all(image, self._last_mm, self._lost)
+        search_r_mm = self.primary.search_px[0] * self.spacing_mm[0]
+        search_c_mm = self.primary.search_px[1] * self.spacing_mm[1]
+        if self._lost and not self._confirmed(best) and (
+            abs(self._last_mm[0]) > search_r_mm or abs(self._last_mm[1]) > search_c_mm
+        ):
+            # As TemplateTracker: nothing confirmed around the last confident position;
+            # the target may be back near the reference position. The better match wins.
+            alt, alt_j, alt_primary = self._match_all(image, (0.0, 0.0), True)
+            if alt is not None and (best is None or self._rank(alt) > self._rank(best)):
+                best, best_j, primary_result = alt, alt_j, alt_primary
         if best is None:
             self._lost = True
             return primary_result
@@ -168,6 +164,33 @@ class MultiReferenceTracker:
             reason="",
             unconfirmed=best.unconfirmed,
         )
+
+    def _match_all(
+        self, image: np.ndarray, centre_mm: tuple[float, float], wide: bool
+    ) -> tuple[TrackResult | None, int, TrackResult]:
+        """Match every reference around ``centre_mm`` (the primary's displacement): the
+        best valid match (None if none), its reference index, and the primary's result."""
+        best: TrackResult | None = None
+        best_j = 0
+        primary_result: TrackResult | None = None
+        for j, (tracker, (off_r, off_c)) in enumerate(zip(self._trackers, self.offsets_mm)):
+            r = tracker.track(image, predicted_mm=(centre_mm[0] - off_r, centre_mm[1] - off_c), wide=wide)
+            if j == 0:
+                primary_result = r
+            if not r.valid:
+                continue
+            # A peak on the edge is a worse match than any peak inside the window.
+            if best is None or self._rank(r) > self._rank(best):
+                best, best_j = r, j
+        assert primary_result is not None
+        return best, best_j, primary_result
+
+    @staticmethod
+    def _rank(r: TrackResult) -> tuple[bool, bool, float]:
+        return (not r.at_edge and not r.unconfirmed, not r.at_edge, r.peak_zncc)
+
+    def _confirmed(self, r: TrackResult | None) -> bool:
+        return r is not None and not r.at_edge and not r.unconfirmed and r.confidence >= self.primary.trust_floor
 
     def _maybe_capture(self, image: np.ndarray, primary: TrackResult) -> None:
         """Make this frame a reference if the primary vouches for the position and it is a

@@ -107,3 +107,23 @@ def test_untrackable_frame_gives_an_invalid_result() -> None:
 def test_bad_parameters_are_refused(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(ValueError, match=rf"^{name}: must"):
         MultiReferenceTracker(_scene(0.0), _mask(), (1.0, 1.0), **kwargs)  # type: ignore[arg-type]
+
+
+def test_one_reference_loses_and_finds_the_target_as_the_fixed_tracker_does() -> None:
+    # Followed in 10-row steps to row 32, back at 0 at once (beyond the re-acquisition
+    # window around 32), stays: both trackers flag the return frame, find the target on
+    # the next one through the search around the reference position, and agree on every
+    # frame.
+    ref = _scene(0.0)
+    multi = MultiReferenceTracker(ref, _mask(), (1.0, 1.0), max_references=1, dtype=np.float64)
+    plain = TemplateTracker(ref, _mask(), (1.0, 1.0), dtype=np.float64)
+    assert 32 - plain.reacquire_px[0] > 0
+    flagged = []
+    for dy in (0.0, 10.0, 20.0, 32.0, 0.0, 0.0, 0.0):
+        image = _scene(dy)
+        a, b = multi.track(image), plain.track(image)
+        assert (a.row_mm, a.col_mm, a.at_edge, a.unconfirmed) == pytest.approx((b.row_mm, b.col_mm, b.at_edge, b.unconfirmed), abs=1e-9)
+        flagged.append(a.at_edge or a.unconfirmed or a.confidence < 0.5)
+        if not flagged[-1]:
+            assert a.row_mm == pytest.approx(dy, abs=0.1)
+    assert flagged == [False, False, False, False, True, False, False]
