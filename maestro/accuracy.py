@@ -41,7 +41,6 @@ __all__ = [
     "evaluate_gating",
     "evaluate_prediction",
     "evaluate_tracking",
-    "excursions_for",
 ]
 
 #: Where the KIM liver trajectories are kept, seen from the project root.
@@ -50,9 +49,6 @@ DEFAULT_TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" 
 LARGE_ERROR_MM = 2.0
 #: Lesions at least this large are scored by Dice, mm.
 DICE_MIN_DIAMETER_MM = 20.0
-#: When the ``--excursion-mm`` shifts happen (fractions of the session) and how long each lasts (s).
-EXCURSION_AT = (0.3, 0.65)
-EXCURSION_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -147,7 +143,8 @@ def evaluate_tracking(
         The tracker's re-acquisition window (:class:`tracking.tracker.TemplateTracker`);
         ``None`` for its default, twice ``search_mm``.
     excursions : sequence of (start_s, duration_s, si_mm, ap_mm)
-        Sudden whole-liver shifts added to the trace (see :func:`excursions_for`).
+        Sudden whole-liver shifts added to the trace (see
+        :func:`maestro.phantom.excursions_for`).
     """
     from scipy import ndimage
 
@@ -220,23 +217,6 @@ def evaluate_tracking(
         true_mm=truth,
         flagged=flagged,
     )
-
-
-def excursions_for(trace, seconds: float, size_mm: float, duration_s: float = EXCURSION_S) -> tuple[tuple[float, float, float, float], ...]:  # type: ignore[no-untyped-def]
-    """Two sudden SI shifts of ``size_mm`` (a cough-like excursion), at 30 % and 65 % of a
-    ``seconds``-long session, each held ``duration_s`` then back; each goes from where
-    the trace is towards the middle of its SI range, so the lesion stays in the anatomy.
-    Empty when ``size_mm`` is 0."""
-    if size_mm == 0.0:
-        return ()
-    t = trace.times_s - trace.times_s[0]
-    mid = 0.5 * (trace.si_mm.min() + trace.si_mm.max())
-    out = []
-    for fraction in EXCURSION_AT:
-        start = fraction * seconds
-        si_now = float(np.interp(start, t, trace.si_mm))
-        out.append((start, duration_s, size_mm if si_now < mid else -size_mm, 0.0))
-    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -467,7 +447,7 @@ def add_parser(subparsers) -> None:  # type: ignore[no-untyped-def]
 
 def cmd_accuracy(args: argparse.Namespace) -> int:
     from hardware.motion_trace import find_trace_files, read_kim_trace
-    from maestro.phantom import GEOMETRIES, TracePhantom
+    from maestro.phantom import EXCURSION_AT, EXCURSION_S, GEOMETRIES, TracePhantom, excursions_for
 
     traces = [read_kim_trace(p) for p in find_trace_files(args.traces)]
     geometries = ["mridian-8fps", "mridian-4fps"] if args.geometry == "both" else [args.geometry]

@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "the slice; see README); --seconds must fit in the trace unless --loop")
     pp.add_argument("--loop", action="store_true",
                     help="with --trace: play the trace back and forth to fill --seconds")
+    pp.add_argument("--excursion-mm", type=_number(0.0, high=60.0), default=0.0,
+                    help="with --trace: add two sudden SI shifts of this size (a cough-like excursion, "
+                         "held 1.5 s then back, at 30 %% and 65 %% of the session), as in "
+                         "'maestro accuracy --excursion-mm'")
     pp.set_defaults(func=cmd_phantom)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_parser(sub)
@@ -305,6 +309,8 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
     if args.trace is not None:
         session = _trace_session(args)
+    elif args.excursion_mm:
+        raise InputError(args.out, "--excursion-mm", "needs --trace (excursions are added to a recorded trajectory)")
     else:
         session = generate_session(args.geometry, seconds=args.seconds, seed=args.seed, lesion_diameter_mm=args.lesion_mm)
     write_case(
@@ -328,7 +334,7 @@ def _trace_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import numpy as np
 
     from hardware.motion_trace import read_kim_trace
-    from maestro.phantom import generate_trace_session
+    from maestro.phantom import excursions_for, generate_trace_session
 
     trace = read_kim_trace(args.trace)
     xyz = np.stack((trace.si_mm, trace.ap_mm, trace.lr_mm), axis=1)
@@ -336,6 +342,7 @@ def _trace_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return generate_trace_session(
             trace.times_s, xyz, args.geometry, seconds=args.seconds, seed=args.seed,
             lesion_diameter_mm=args.lesion_mm, loop=args.loop, trace_source=str(args.trace),
+            excursions=excursions_for(trace, args.seconds, args.excursion_mm),
         )
     except ValueError as exc:
         field, _, rule = str(exc).partition(": ")

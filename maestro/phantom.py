@@ -99,7 +99,10 @@ __all__ = [
     "generate_trace_session",
     "trace_displacement_mm",
     "excursion_offsets_mm",
+    "excursions_for",
+    "EXCURSION_AT",
     "EXCURSION_MAX_MM",
+    "EXCURSION_S",
 ]
 
 
@@ -1285,6 +1288,30 @@ def excursion_offsets_mm(excursions: object, times_s: np.ndarray) -> np.ndarray:
     return out
 
 
+#: When the stress excursions of :func:`excursions_for` happen (fractions of the session)
+#: and how long each lasts (s).
+EXCURSION_AT = (0.3, 0.65)
+EXCURSION_S = 1.5
+
+
+def excursions_for(trace, seconds: float, size_mm: float, duration_s: float = EXCURSION_S) -> tuple[tuple[float, float, float, float], ...]:  # type: ignore[no-untyped-def]
+    """Two sudden SI shifts of ``size_mm`` (a cough-like excursion), at 30 % and 65 % of a
+    ``seconds``-long session, each held ``duration_s`` then back; each goes from where
+    the trace is towards the middle of its SI range, so the lesion stays in the anatomy.
+    Empty when ``size_mm`` is 0. ``trace`` is a :class:`hardware.motion_trace.MotionTrace`
+    (its ``times_s`` and ``si_mm``)."""
+    if size_mm == 0.0:
+        return ()
+    t = trace.times_s - trace.times_s[0]
+    mid = 0.5 * (trace.si_mm.min() + trace.si_mm.max())
+    out = []
+    for fraction in EXCURSION_AT:
+        start = fraction * seconds
+        si_now = float(np.interp(start, t, trace.si_mm))
+        out.append((start, duration_s, size_mm if si_now < mid else -size_mm, 0.0))
+    return tuple(out)
+
+
 def _lesion_occupancy(
     dy: np.ndarray,
     dx: np.ndarray,
@@ -1590,6 +1617,7 @@ def generate_trace_session(
     strain_per_mm: float = TRACE_STRAIN_PER_MM,
     intensity_drift: float = TRACE_INTENSITY_DRIFT,
     trace_source: str | None = None,
+    excursions: object = (),
 ) -> PhantomSession:
     """Generate a whole trace-driven session in memory (see :class:`TracePhantom`).
 
@@ -1604,7 +1632,7 @@ def generate_trace_session(
     """
     phantom = TracePhantom(
         trace_times_s, trace_mm, geometry, seconds, seed, lesion_diameter_mm,
-        loop, strain_per_mm, intensity_drift,
+        loop, strain_per_mm, intensity_drift, excursions,
     )
     frames = np.empty((phantom.n_frames, *phantom.shape), dtype=np.uint16)
     fraction = np.empty((phantom.n_frames, *phantom.shape), dtype=np.float32)

@@ -9,7 +9,6 @@ import pytest
 
 from hardware.motion_trace import MotionTrace, read_kim_trace
 from maestro.accuracy import (
-    excursions_for,
     LARGE_ERROR_MM,
     evaluate_gating,
     evaluate_prediction,
@@ -19,7 +18,7 @@ from maestro.accuracy import (
     format_tracking_table,
 )
 from maestro.cli import main
-from maestro.phantom import TracePhantom
+from maestro.phantom import TracePhantom, excursions_for
 
 
 def _trace(seconds: float = 40.0, name: str = "Synthetic") -> MotionTrace:

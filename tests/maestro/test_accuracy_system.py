@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from hardware.motion_trace import read_kim_trace
-from maestro.accuracy import evaluate_prediction, evaluate_tracking, excursions_for
+from maestro.accuracy import evaluate_prediction, evaluate_tracking
+from maestro.phantom import excursions_for
 
 pytestmark = pytest.mark.system
 

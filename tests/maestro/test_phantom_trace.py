@@ -369,3 +369,40 @@ def test_an_excursion_moves_anatomy_and_lesion_together() -> None:
     moved = b[14:74, 20:80]
     assert np.corrcoef(moved.ravel(), a[inner].ravel())[0, 1] > 0.9
     assert np.corrcoef(b[inner].ravel(), a[inner].ravel())[0, 1] < np.corrcoef(moved.ravel(), a[inner].ravel())[0, 1]
+
+
+def test_cli_phantom_refuses_an_excursion_without_a_trace(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["phantom", str(tmp_path / "c"), "--excursion-mm", "30"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--excursion-mm" in err[0] and "needs --trace" in err[0]
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_cough_beyond_the_window_holds_the_beam_and_gating_resumes(tmp_path: Path, capsys, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    # End to end through the files and the session: a real KIM trace with two 30 mm
+    # excursions (twice the search window) written by `maestro phantom`, replayed by
+    # `maestro replay`. The beam must never be on while the tracked position is wrong, must
+    # be held while the target is away, and gating must resume after each return.
+    import csv
+
+    trace = shared_data / "motion" / "kim-liver" / "LiverTraj_RegularBreathing70s_robot.txt"
+    case = tmp_path / "cough"
+    assert main(["phantom", str(case), "--trace", str(trace), "--seconds", "30", "--geometry", "mridian-8fps",
+                 "--seed", "7", "--lesion-mm", "30", "--excursion-mm", "30"]) == 0
+    rec = tmp_path / "rec"
+    assert main(["replay", str(case), "--out", str(rec), "--margin-mm", "5"]) == 0
+    capsys.readouterr()
+    with (rec / "frames.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 240
+    true_si = np.array([float(r["true_row_mm"]) for r in rows])
+    error = np.array([float(r["error_mm"]) if r["error_mm"] not in ("", "nan") else np.inf for r in rows])
+    on = np.array([r["beam"] == "on" for r in rows])
+    away = np.abs(true_si) > 20.0  # only the excursions move the target this far
+    assert 20 <= away.sum() <= 26  # 2 x 1.5 s at 8 frames/s
+    assert not on[away].any()
+    assert (error[on] <= 2.0).all()  # never on a wrong position
+    returns = np.flatnonzero(away[:-1] & ~away[1:]) + 1
+    assert len(returns) == 2
+    for k in returns:
+        assert on[k : k + 24].any(), f"gating did not resume within 3 s of the return at frame {k}"
