@@ -251,7 +251,7 @@ def run_with_display(
                 stopped_by = stop_reason[0]
                 session.summary.stopped_by = stopped_by
             feed.flush()
-            _send(messages, ("end", stopped_by))
+            _send(messages, ("end", stopped_by, feed.last_record))
             # The display draws the end state (and the screenshot), or waits for the
             # operator to close it; its process then exits and the listener sees EOF.
             process.join()

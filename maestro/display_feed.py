@@ -356,6 +356,10 @@ class LoopFeed:
         Frames pushed.
     records_dropped : int
         Records not sent because the pipe was full (the display had stalled).
+    last_record : bytes
+        The last frame's record as packed for the pipe (empty before the first); sent
+        again with the session's end, so that the display can show the final decision
+        even when the pipe dropped it.
     """
 
     def __init__(self, session: Any, messages: Any, records_fd: int, locks: Any) -> None:
@@ -369,6 +373,7 @@ class LoopFeed:
         self._chained: Callable[[Frame, FrameRecord], None] | None = session.on_frame
         self.pushed = 0
         self.records_dropped = 0
+        self.last_record = b""
         session.on_frame = self.push
 
     def push(self, frame: Frame, record: FrameRecord) -> None:
@@ -393,8 +398,9 @@ class LoopFeed:
             self._outbox.post_fault(fault)
         self.pushed += 1
         slot = self._slots.write(self.pushed, frame.pixels)
+        self.last_record = pack_record(self.pushed, slot, record, frame.t_recv_s)
         try:
-            os.write(self._fd, pack_record(self.pushed, slot, record, frame.t_recv_s))
+            os.write(self._fd, self.last_record)
         except BlockingIOError:
             self.records_dropped += 1  # the display has stalled: drop, never wait
         except OSError:
@@ -434,6 +440,8 @@ class FeedReader:
         self._partial = b""
         self._slots: FrameSlots | None = None
         self._recent: deque[FedRecord] = deque(maxlen=64)
+        self._last_seq = 0
+        self._final: FedRecord | None = None
         self._recv_s: deque[float] = deque(maxlen=33)
         self._history = history_records
         self.overlay: DisplayOverlay | None = None
@@ -459,6 +467,8 @@ class FeedReader:
                     self.fault = message[1]
                 elif kind == "end":
                     self.finished, self.stopped_by = True, message[1]
+                    final = unpack_records(message[2]) if len(message) > 2 else []
+                    self._final = final[-1] if final else None
                 if self.on_message is not None:
                     self.on_message(message)
         except (EOFError, OSError):
@@ -482,6 +492,14 @@ class FeedReader:
         whole = len(data) - len(data) % RECORD_BYTES
         self._partial = data[whole:]
         records = unpack_records(data[:whole])[-self._history:]
+        if self._final is not None:
+            # The session's last record, sent again with its end: kept when the pipe
+            # dropped it (the display had stalled), so the final decision is drawn.
+            if self._final.seq > max(self._last_seq, records[-1].seq if records else 0):
+                records.append(self._final)
+            self._final = None
+        if records:
+            self._last_seq = records[-1].seq
         self._recent.extend(records)
         self._recv_s.extend(r.t_recv_s for r in records)
         return records

@@ -501,7 +501,9 @@ def test_a_frozen_display_never_holds_up_the_loop() -> None:
     assert not guard_fired, "the loop waited for the frozen display"
     assert result.summary.frames == n_frames and result.summary.stopped_by == "end of recording"
     assert result.records_dropped > 0  # the pipe really filled while the display was frozen
-    assert result.frames_drawn + result.frames_not_drawn <= n_frames
+    # The last frame's record was dropped with the pipe full; it came again with the
+    # session's end, so the display drew the final decision.
+    assert 1 <= result.frames_drawn and result.frames_drawn + result.frames_not_drawn <= n_frames
     assert [(r.beam, r.reason, r.row_mm) for r in records] == [(r.beam, r.reason, r.row_mm) for r in expected]
 
 
