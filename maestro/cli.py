@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--context-mm", type=_number(0.0), default=20.0,
                    help="context around the target's bounding box in the template (mm, default 20)")
     t.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0,
-                   help="half-width of the search window around the predicted position (mm, default 15)")
+                   help="half-width of the search window around the last confident position (mm, default 15; "
+                        "twice that while re-acquiring a lost target)")
     b = rp.add_argument_group("simulated beam")
     b.add_argument("--beam-on-latency-ms", type=_number(0.0), default=0.0,
                    help="simulated beam's response time to a release (ms, default 0)")

@@ -70,7 +70,9 @@ class SessionConfig:
         Context added around the target's bounding box to make the template (mm); see
         :data:`tracking.tracker.DEFAULT_CONTEXT_MM` for why the default is 20.
     search_mm : float
-        Half-width of the search window around the predicted position (mm).
+        Half-width of the search window around the last confidently tracked position
+        (mm); twice that while re-acquiring a lost target (see
+        :class:`tracking.tracker.TemplateTracker`).
     target_box : tuple of int or None
         (row, col, height, width) in pixels of the first frame, used when the recording
         has no first label.

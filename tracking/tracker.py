@@ -73,7 +73,8 @@ small lesion, and the reference frame's noise then biases every frame by up to ~
 the kernel ~40 % more per position (benchmarks/test_kernel.py keeps it >= 1.5x OpenCV)."""
 
 DEFAULT_SEARCH_MM = 15.0
-"""Half-width of the search window around the predicted position, mm."""
+"""Half-width of the search window around the predicted (by default the last confident)
+position, mm; the re-acquisition window is twice as wide."""
 
 DEFAULT_REACQUIRE_FLOOR = 0.65
 """Confidence a match found while re-acquiring a lost target needs, by default.
@@ -237,7 +238,8 @@ class TemplateTracker:
         If the mask is empty or does not match the reference's shape, the reference is
         not finite inside the template or has no contrast there, the template fills the
         image along an axis (no room to search), or a spacing, ``context_mm``,
-        ``search_mm``, ``trust_floor`` or ``reacquire_mm`` is out of range.
+        ``search_mm``, ``trust_floor``, ``reacquire_mm`` or ``reacquire_floor`` is out of
+        range.
     """
 
     def __init__(
@@ -391,9 +393,9 @@ class TemplateTracker:
 
     @property
     def lost(self) -> bool:
-        """Whether the last result was not trusted (invalid, on the window's edge or
-        below ``trust_floor``): the next :meth:`track` searches the re-acquisition
-        window around the last trusted displacement."""
+        """Whether the last result was not trusted (invalid, on the window's edge, below
+        ``trust_floor``, or unconfirmed): the next :meth:`track` searches the
+        re-acquisition window around the last confident displacement."""
         return bool(self._lost)
 
     @property
