@@ -12,6 +12,7 @@ from gating.boundary import GatingGeometry
 from gating.contours import iso_contour_rings, pixel_outline_rings, polygon_area
 from gating.gate import (
     HOLD_REASONS,
+    INCONSISTENT,
     LOW_CONFIDENCE,
     OUTSIDE,
     SOURCE_FAULT,
@@ -25,6 +26,7 @@ from gating.gate import (
 
 __all__ = [
     "HOLD_REASONS",
+    "INCONSISTENT",
     "LOW_CONFIDENCE",
     "OUTSIDE",
     "SOURCE_FAULT",

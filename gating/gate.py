@@ -10,11 +10,12 @@ The beam is allowed on a frame when all of these hold:
 - no source fault,
 - the frame is fresh: ``frame_age_s <= max_frame_age_ms / 1000`` (and ``t_s`` is finite),
 - the tracking result is valid and finite (``outside_pct`` and ``confidence``),
+- the tracking result is consistent (its estimates of the position agree),
 - ``confidence >= confidence_floor``,
 - ``outside_pct <= threshold_pct``.
 
 Any failing condition holds the beam at once, with the reason of highest priority:
-``source_fault > stale_frame > tracking_fault > low_confidence > outside``. After a hold the
+``source_fault > stale_frame > tracking_fault > inconsistent > low_confidence > outside``. After a hold the
 beam is released only once every condition has held on consecutive frames for at least
 ``beam_on_delay_ms`` of ``t_s`` and ``beam_on_delay_frames`` frames, both counted from the
 first good frame (so with both delays at 0 the first good frame releases). While it waits
@@ -44,6 +45,8 @@ SOURCE_FAULT = "source_fault"
 STARTUP = "startup"
 #: The tracker's result is invalid or not finite.
 TRACKING_FAULT = "tracking_fault"
+#: The tracker's two estimates of the position disagree (the match may be off the target).
+INCONSISTENT = "inconsistent"
 #: A command to the beam interface failed (only through :meth:`Gate.watchdog`).
 BEAM_FAULT = "beam_fault"
 
@@ -52,6 +55,7 @@ HOLD_REASONS: tuple[str, ...] = (
     SOURCE_FAULT,
     STALE_FRAME,
     TRACKING_FAULT,
+    INCONSISTENT,
     LOW_CONFIDENCE,
     OUTSIDE,
     BEAM_FAULT,
@@ -174,6 +178,7 @@ class Gate:
         tracking_valid: bool,
         frame_age_s: float,
         source_fault: str | None = None,
+        consistent: bool = True,
     ) -> GateDecision:
         """Decide the beam state for one frame.
 
@@ -194,6 +199,9 @@ class Gate:
         source_fault : str or None
             Description of a fault of the frame source; ``None``, ``""`` or ``False``
             when healthy, anything else is a fault.
+        consistent : bool
+            False when the tracker's estimates of the position disagree
+            (:attr:`tracking.tracker.TrackResult.inconsistent`); only a real True passes.
 
         Returns
         -------
@@ -201,7 +209,7 @@ class Gate:
             Never raises on bad values: NaN, inf or non-numbers fail their condition.
         """
         reason = self._failed_condition(
-            t_s, outside_pct, confidence, tracking_valid, frame_age_s, source_fault
+            t_s, outside_pct, confidence, tracking_valid, frame_age_s, source_fault, consistent
         )
         if reason:
             return self._hold(t_s, reason)
@@ -259,6 +267,7 @@ class Gate:
         tracking_valid: bool,
         frame_age_s: float,
         source_fault: str | None,
+        consistent: bool = True,
     ) -> str:
         """Highest-priority failing condition, or ``""`` when all hold."""
         healthy = source_fault is None or source_fault is False
@@ -275,6 +284,8 @@ class Gate:
             return TRACKING_FAULT
         if not (math.isfinite(outside) and math.isfinite(conf)):
             return TRACKING_FAULT
+        if not (type(consistent) in (bool, np.bool_) and consistent):
+            return INCONSISTENT
         if conf < self._config.confidence_floor:
             return LOW_CONFIDENCE
         if outside > self._config.threshold_pct:

@@ -116,6 +116,8 @@ def evaluate_tracking(
     strain_per_mm: float | None = None,
     reacquire_mm: float | None = None,
     excursions: object = (),
+    slide: float = 0.0,
+    tracker_options: dict | None = None,
 ) -> TrackingAccuracy:
     """Render a trace-driven session frame by frame and score the tracker on it.
 
@@ -157,7 +159,7 @@ def evaluate_tracking(
     phantom = TracePhantom(
         trace.times_s, _trace_xyz(trace), geometry, seconds, seed, lesion_diameter_mm, loop=loop,
         strain_per_mm=TRACE_STRAIN_PER_MM if strain_per_mm is None else strain_per_mm,
-        excursions=excursions,
+        excursions=excursions, slide=slide,
     )
     n = phantom.n_frames
     tracked = np.full((n, 2), np.nan)
@@ -175,18 +177,18 @@ def evaluate_tracking(
                 tracker = MultiReferenceTracker(
                     pixels, ref_fraction >= 0.5, phantom.spacing_mm,
                     context_mm=context_mm, search_mm=search_mm, max_references=max_references,
-                    trust_floor=confidence_floor, reacquire_mm=reacquire_mm,
+                    trust_floor=confidence_floor, reacquire_mm=reacquire_mm, **(tracker_options or {}),
                 )
             else:
                 tracker = TemplateTracker(
                     pixels, ref_fraction >= 0.5, phantom.spacing_mm,
                     context_mm=context_mm, search_mm=search_mm, trust_floor=confidence_floor,
-                    reacquire_mm=reacquire_mm,
+                    reacquire_mm=reacquire_mm, **(tracker_options or {}),
                 )
             tracked[0] = 0.0
             continue
         r = tracker.track(pixels)
-        flagged[f.index] = (not r.valid) or r.at_edge or r.unconfirmed or r.confidence < confidence_floor
+        flagged[f.index] = r.gate_confidence < confidence_floor
         if r.valid:
             tracked[f.index] = (r.row_mm, r.col_mm)
             if score_dice:

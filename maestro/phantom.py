@@ -103,6 +103,7 @@ __all__ = [
     "EXCURSION_AT",
     "EXCURSION_MAX_MM",
     "EXCURSION_S",
+    "SLIDE_MAX",
 ]
 
 
@@ -1241,6 +1242,10 @@ def trace_displacement_mm(
     return out
 
 
+#: Largest relative sliding of the lesion against its surroundings (:class:`TracePhantom`).
+SLIDE_MAX = 0.5
+
+
 #: Largest excursion along SI or AP, mm: the lesion and its context stay in the frame.
 EXCURSION_MAX_MM = 60.0
 
@@ -1442,6 +1447,13 @@ class TracePhantom:
     excursions : sequence of (start_s, duration_s, si_mm, ap_mm)
         Sudden whole-liver shifts added to the trace (:func:`excursion_offsets_mm`);
         ``trajectory_mm`` includes them.
+    slide : float
+        Lesion motion relative to its surroundings, within +-:data:`SLIDE_MAX`: the
+        lesion moves by the trace (``trajectory_mm`` is still the truth) while the
+        anatomy around it moves by the trace / (1 + slide), about the middle of the
+        trace's range. 0.1 = the lesion moves 10 % more than the liver around it (a
+        lesion sliding against the tissue that a template's context holds on to);
+        0 (default) = the whole anatomy moves rigidly with the lesion, as before.
 
     Attributes
     ----------
@@ -1464,10 +1476,15 @@ class TracePhantom:
         strain_per_mm: float = TRACE_STRAIN_PER_MM,
         intensity_drift: float = TRACE_INTENSITY_DRIFT,
         excursions: object = (),
+        slide: float = 0.0,
     ) -> None:
         tt, xyz, strain_per_mm, intensity_drift = _validate_trace(
             trace_times_s, trace_mm, strain_per_mm, intensity_drift
         )
+        if isinstance(slide, bool) or not isinstance(slide, numbers.Real) or not (
+            math.isfinite(slide) and -SLIDE_MAX <= slide <= SLIDE_MAX
+        ):
+            raise ValueError(f"slide: must be a number within [-{SLIDE_MAX:g}, {SLIDE_MAX:g}], got {slide!r}")
         duration = float(tt[-1] - tt[0])
         if seconds is None:
             seconds = duration
@@ -1500,6 +1517,10 @@ class TracePhantom:
         full = trace_displacement_mm(tt, xyz, tt - tt[0])
         mid = 0.5 * (full.min(axis=0) + full.max(axis=0))
         self._warp_mm = absolute[:, :2] - mid[:2]
+        # Sliding: the lesion follows the trace (the ground truth), the anatomy around it
+        # moves 1 / (1 + slide) as far, so the lesion slides across its own context.
+        self._anatomy_warp_mm = self._warp_mm / (1.0 + float(slide))
+        self.slide = float(slide)
         trajectory = absolute[:, :2] - absolute[0, :2]
         through = absolute[:, 2] - absolute[0, 2]
 
@@ -1586,7 +1607,7 @@ class TracePhantom:
         tilt = self._x / 175.0
         pad = 3  # PSF half-width in pixels (sigma is half a pixel)
         for k in range(self.n_frames):
-            d_row, d_col = self._warp_mm[k]
+            d_row, d_col = self._anatomy_warp_mm[k]
             np.subtract(self._row_index, self._w_px * d_row, out=coords[0])
             np.subtract(self._col_index, self._w_px * d_col, out=coords[1])
             clean = ndimage.map_coordinates(self._blurred, coords, order=1, mode="nearest")
@@ -1618,6 +1639,7 @@ def generate_trace_session(
     intensity_drift: float = TRACE_INTENSITY_DRIFT,
     trace_source: str | None = None,
     excursions: object = (),
+    slide: float = 0.0,
 ) -> PhantomSession:
     """Generate a whole trace-driven session in memory (see :class:`TracePhantom`).
 
@@ -1632,7 +1654,7 @@ def generate_trace_session(
     """
     phantom = TracePhantom(
         trace_times_s, trace_mm, geometry, seconds, seed, lesion_diameter_mm,
-        loop, strain_per_mm, intensity_drift, excursions,
+        loop, strain_per_mm, intensity_drift, excursions, slide,
     )
     frames = np.empty((phantom.n_frames, *phantom.shape), dtype=np.uint16)
     fraction = np.empty((phantom.n_frames, *phantom.shape), dtype=np.float32)

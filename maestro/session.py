@@ -278,9 +278,12 @@ class GatingSession:
             row_mm, col_mm = result.row_mm, result.col_mm
             confidence, valid = result.confidence, result.valid
             # A peak on the edge of the search window may be the slope of a peak outside
-            # it, and a weak match found while re-acquiring a lost target may be a
-            # look-alike: the position cannot be vouched for, so the gate sees no confidence.
-            gate_confidence = 0.0 if result.at_edge or result.unconfirmed else confidence
+            # it, a weak match found while re-acquiring a lost target may be a look-alike,
+            # and a match whose two estimates disagree may be off the target: the position
+            # cannot be vouched for, so the gate sees no confidence (and, for the last,
+            # holds as inconsistent).
+            gate_confidence = result.gate_confidence
+            consistent = not result.inconsistent
             peak, sharpness = result.peak_zncc, result.sharpness
             if valid and self.predictor is not None:
                 # Decide on where the target will be when the beam responds.
@@ -289,10 +292,15 @@ class GatingSession:
             else:
                 outside = geometry.outside_pct(row_mm, col_mm) if valid else 100.0
             tracking_note = "" if valid else result.reason
+            if result.inconsistent:
+                tracking_note = (
+                    f"target-focused alignment {result.disagreement_mm:.2f} mm from the context match's "
+                    f"usual relation, target ZNCC {result.target_zncc:.2f}"
+                )
         except Exception as exc:  # noqa: BLE001 - the gate, not a traceback, handles it
             row_mm = col_mm = peak = sharpness = math.nan
             outside = 100.0
-            confidence, valid, gate_confidence = 0.0, False, 0.0
+            confidence, valid, gate_confidence, consistent = 0.0, False, 0.0, True
             tracking_note = f"{type(exc).__name__}: {exc}"
         beam_error: Exception | None = None
         # The gate and the beam change together under one lock: a watchdog hold between
@@ -306,6 +314,7 @@ class GatingSession:
                 tracking_valid=valid,
                 frame_age_s=(time.perf_counter() - frame.t_recv_s) if in_order else math.inf,
                 source_fault=fault,
+                consistent=consistent,
             )
             try:
                 if decision.beam_on:

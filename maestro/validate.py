@@ -259,8 +259,9 @@ def _track(path: Path, settings: ValidationSettings) -> _TrackingPass:
             row[k], col[k] = record.row_mm, record.col_mm
             valid[k] = ok
             conf[k] = track.confidence if ok else 0.0  # type: ignore[union-attr]
-            # A peak on the search window's edge cannot be vouched for: the gate saw none.
-            gconf[k] = track.confidence if ok and not (track.at_edge or track.unconfirmed) else 0.0  # type: ignore[union-attr]
+            # A result the tracker cannot vouch for (edge, unconfirmed, inconsistent) holds
+            # the beam whatever the configuration: the gate saw no confidence.
+            gconf[k] = track.gate_confidence if ok else 0.0  # type: ignore[union-attr]
             lat[k] = record.latency_us
             beam_on[k] = record.beam == "on"
             if labels is not None and frame.label is not None:

@@ -143,7 +143,7 @@ class MultiReferenceTracker:
         # While re-acquiring, an edge match does not move it either, and no frame
         # becomes a reference.
         was_lost = self._lost
-        confident = best.confidence >= self.primary.trust_floor and not best.unconfirmed
+        confident = best.confidence >= self.primary.trust_floor and not (best.unconfirmed or best.inconsistent)
         if confident and not (was_lost and best.at_edge):
             self._last_mm = (row_mm, col_mm)
         self._lost = best.at_edge or not confident
@@ -163,6 +163,9 @@ class MultiReferenceTracker:
             valid=True,
             reason="",
             unconfirmed=best.unconfirmed,
+            inconsistent=best.inconsistent,
+            disagreement_mm=best.disagreement_mm,
+            target_zncc=best.target_zncc,
         )
 
     def _match_all(

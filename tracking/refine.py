@@ -53,7 +53,8 @@ _REFINE_DIVERGED = 4  # moved more than REFINE_MAX_MOVE_PX from the start
 _RF_ROW = 0
 _RF_COL = 1
 _RF_ITER = 2
-_RF_SIZE = 3
+_RF_ZNCC = 3  # ZNCC of the template with the patch it was last aligned to (NaN if none)
+_RF_SIZE = 4
 
 
 @numba.njit(**NJIT_OPTIONS)
@@ -88,13 +89,18 @@ def keys_weights(t: float) -> np.ndarray:
 @numba.njit(**NJIT_OPTIONS)
 def _refine_kernel(
     image, tmpl_zm, grad_r, grad_c, hess_inv, grad_sums, tmpl_ssd, row0, col0, d_row, d_col,
-    max_iter, tol, rowpass, wr, wc, result,
+    max_iter, tol, rowpass, wr, wc, result, max_move, weight, weight_sum,
 ):
     """Refine the displacement (d_row, d_col) in px of the template whose top-left pixel
     is (row0, col0) on the reference. Writes ``result`` and returns a status.
 
-    ``grad_sums`` holds ``sum(grad_r), sum(grad_c), sum(grad_r * tmpl_zm),
-    sum(grad_c * tmpl_zm)``; ``rowpass`` is (h + 3, w) scratch."""
+    Weighted least squares with per-pixel ``weight`` (sum ``weight_sum``): ``tmpl_zm``,
+    ``grad_r`` and ``grad_c`` come premultiplied by the weight (the template made
+    zero-mean under it), ``tmpl_ssd`` is ``sum(weight * T'^2)``, ``grad_sums`` holds
+    ``sum(w grad_r), sum(w grad_c), sum(w grad_r T'), sum(w grad_c T')`` and
+    ``hess_inv`` inverts ``sum(w grad grad^T)``. With every weight 1 this is the plain
+    alignment, to the bit. ``rowpass`` is (h + 3, w) scratch; ``max_move`` (px, per
+    axis) is how far from the start the alignment may go before it counts as diverged."""
     n_rows, n_cols = image.shape
     h, w = tmpl_zm.shape
     start_r = d_row
@@ -102,7 +108,8 @@ def _refine_kernel(
     result[_RF_ROW] = d_row
     result[_RF_COL] = d_col
     result[_RF_ITER] = 0.0
-    n = h * w
+    result[_RF_ZNCC] = math.nan
+    n = weight_sum
     for it in range(max_iter):
         pos_r = row0 + d_row
         pos_c = col0 + d_col
@@ -126,6 +133,7 @@ def _refine_kernel(
         # so one pass over W gives everything (the constant sums are precomputed).
         v0, v1, v2, v3 = wr[0], wr[1], wr[2], wr[3]
         total = 0.0
+        total2 = 0.0
         cross = 0.0
         s_r = 0.0
         s_c = 0.0
@@ -137,15 +145,22 @@ def _refine_kernel(
             t_row = tmpl_zm[i]
             gr_row = grad_r[i]
             gc_row = grad_c[i]
+            w_row = weight[i]
             for j in range(w):
                 v = v0 * p0[j] + v1 * p1[j] + v2 * p2[j] + v3 * p3[j]
-                total += v
+                wv = w_row[j] * v
+                total += wv
+                total2 += wv * v
                 cross += v * t_row[j]
                 s_r += v * gr_row[j]
                 s_c += v * gc_row[j]
         if not (math.isfinite(total) and math.isfinite(cross) and math.isfinite(s_r) and math.isfinite(s_c)):
             return _REFINE_NONFINITE
         mean = total / n
+        # ZNCC of the template with this patch: how well it is aligned, whatever the
+        # gain (the residual's share of the patch's variance is 1 - zncc^2).
+        patch_ssd = total2 - total * mean
+        result[_RF_ZNCC] = cross / math.sqrt(tmpl_ssd * patch_ssd) if patch_ssd > 0.0 else 0.0
         gain = cross / tmpl_ssd
         if not gain > 0.0:
             return _REFINE_NO_MATCH
@@ -158,7 +173,7 @@ def _refine_kernel(
         d_row -= step_r
         d_col -= step_c
         result[_RF_ITER] = it + 1.0
-        if abs(d_row - start_r) > REFINE_MAX_MOVE_PX or abs(d_col - start_c) > REFINE_MAX_MOVE_PX:
+        if abs(d_row - start_r) > max_move or abs(d_col - start_c) > max_move:
             return _REFINE_DIVERGED
         if abs(step_r) < tol and abs(step_c) < tol:
             break
@@ -175,15 +190,20 @@ class RefineTemplate:
     """
 
     __slots__ = ("tmpl_zm", "grad_r", "grad_c", "hess_inv", "grad_sums", "tmpl_ssd", "row0",
-                 "col0", "rowpass", "wr", "wc", "result")
+                 "col0", "rowpass", "wr", "wc", "result", "max_move_px", "weight", "weight_sum")
 
-    def __init__(self, tmpl_zm, grad_r, grad_c, hess_inv, tmpl_ssd, row0, col0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmpl_zm, grad_r, grad_c, hess_inv, tmpl_ssd, row0, col0, max_move_px=REFINE_MAX_MOVE_PX, weight=None) -> None:  # type: ignore[no-untyped-def]
+        # tmpl_zm, grad_r, grad_c: premultiplied by ``weight`` (all ones when None).
+        self.weight = np.ones(tmpl_zm.shape) if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
+        self.weight_sum = float(self.weight.sum())
         self.tmpl_zm = tmpl_zm
         self.grad_r = grad_r
         self.grad_c = grad_c
         self.hess_inv = hess_inv
+        # sum(w grad T'): both factors carry a weight, so divide one out where it is > 0.
+        inv_w = np.divide(1.0, self.weight, out=np.zeros_like(self.weight), where=self.weight > 1e-12)
         self.grad_sums = np.array([
-            grad_r.sum(), grad_c.sum(), (grad_r * tmpl_zm).sum(), (grad_c * tmpl_zm).sum()
+            grad_r.sum(), grad_c.sum(), (grad_r * tmpl_zm * inv_w).sum(), (grad_c * tmpl_zm * inv_w).sum()
         ])
         self.tmpl_ssd = float(tmpl_ssd)
         self.row0 = int(row0)
@@ -193,6 +213,12 @@ class RefineTemplate:
         self.wr = np.zeros(4, dtype=np.float64)
         self.wc = np.zeros(4, dtype=np.float64)
         self.result = np.zeros(_RF_SIZE, dtype=np.float64)
+        self.max_move_px = float(max_move_px)
+
+    @property
+    def zncc(self) -> float:
+        """ZNCC of the template with the patch of the last alignment step (NaN before any)."""
+        return float(self.result[_RF_ZNCC])
 
     def refine(self, image: np.ndarray, d_row_px: float, d_col_px: float) -> int:
         """Run the kernel from (d_row_px, d_col_px); the answer is in ``result``.
@@ -202,10 +228,17 @@ class RefineTemplate:
             image, self.tmpl_zm, self.grad_r, self.grad_c, self.hess_inv, self.grad_sums,
             self.tmpl_ssd, self.row0, self.col0, float(d_row_px), float(d_col_px),
             REFINE_MAX_ITER, REFINE_TOL_PX, self.rowpass, self.wr, self.wc, self.result,
+            self.max_move_px, self.weight, self.weight_sum,
         )
 
 
-def prepare_refinement(reference: np.ndarray, origin_px: tuple[int, int], shape: tuple[int, int]) -> RefineTemplate | None:
+def prepare_refinement(
+    reference: np.ndarray,
+    origin_px: tuple[int, int],
+    shape: tuple[int, int],
+    max_move_px: float = REFINE_MAX_MOVE_PX,
+    weight: np.ndarray | None = None,
+) -> RefineTemplate | None:
     """Prepare refinement of the template ``reference[r0:r0+h, c0:c0+w]``.
 
     The gradient is taken by central differences on the reference itself, so that the
@@ -219,6 +252,12 @@ def prepare_refinement(reference: np.ndarray, origin_px: tuple[int, int], shape:
         Top-left pixel (row, col) of the template.
     shape : (int, int)
         Template size (h, w), at least 2 x 2.
+    max_move_px : float
+        How far (px, per axis) the alignment may move from its start before it counts
+        as diverged (default :data:`REFINE_MAX_MOVE_PX`).
+    weight : (h, w) ndarray of float >= 0, optional
+        Per-pixel weight of the alignment's least squares (e.g. favouring the target
+        over its surroundings); None = uniform.
 
     Returns
     -------
@@ -254,15 +293,31 @@ def prepare_refinement(reference: np.ndarray, origin_px: tuple[int, int], shape:
     grad_r = np.ascontiguousarray(g_r[sl])
     grad_c = np.ascontiguousarray(g_c[sl])
     tmpl = ref[r0 : r0 + h, c0 : c0 + w]
-    tmpl_zm = np.ascontiguousarray(tmpl - tmpl.mean())
-    tmpl_ssd = float((tmpl_zm**2).sum())
-    hess = np.array(
-        [
-            [(grad_r * grad_r).sum(), (grad_r * grad_c).sum()],
-            [(grad_r * grad_c).sum(), (grad_c * grad_c).sum()],
-        ]
-    )
+    if weight is None:
+        tmpl_zm = np.ascontiguousarray(tmpl - tmpl.mean())
+        tmpl_ssd = float((tmpl_zm**2).sum())
+        hess = np.array(
+            [
+                [(grad_r * grad_r).sum(), (grad_r * grad_c).sum()],
+                [(grad_r * grad_c).sum(), (grad_c * grad_c).sum()],
+            ]
+        )
+    else:
+        wt = np.asarray(weight, dtype=np.float64)
+        if wt.shape != (h, w) or not (np.isfinite(wt).all() and wt.min() >= 0.0 and wt.sum() > 0.0):
+            raise ValueError(f"weight: must be finite, >= 0, not all 0, of shape {(h, w)}")
+        zm = tmpl - (wt * tmpl).sum() / wt.sum()
+        tmpl_ssd = float((wt * zm**2).sum())
+        hess = np.array(
+            [
+                [(wt * grad_r * grad_r).sum(), (wt * grad_r * grad_c).sum()],
+                [(wt * grad_r * grad_c).sum(), (wt * grad_c * grad_c).sum()],
+            ]
+        )
+        tmpl_zm = np.ascontiguousarray(wt * zm)
+        grad_r = np.ascontiguousarray(wt * grad_r)
+        grad_c = np.ascontiguousarray(wt * grad_c)
     det = float(np.linalg.det(hess))
     if not (tmpl_ssd > 0.0 and math.isfinite(det) and det > 1e-9 * float(np.trace(hess)) ** 2):
         return None
-    return RefineTemplate(tmpl_zm, grad_r, grad_c, np.linalg.inv(hess), tmpl_ssd, r0, c0)
+    return RefineTemplate(tmpl_zm, grad_r, grad_c, np.linalg.inv(hess), tmpl_ssd, r0, c0, max_move_px, weight)

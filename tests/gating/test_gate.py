@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gating.gate import (
+    INCONSISTENT,
     HOLD_REASONS,
     LOW_CONFIDENCE,
     OUTSIDE,
@@ -63,7 +64,20 @@ def test_reason_constants():
         "startup",
         "tracking_fault",
     )
-    assert HOLD_REASONS[:5] == (SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, LOW_CONFIDENCE, OUTSIDE)
+    assert HOLD_REASONS[:6] == (SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, INCONSISTENT, LOW_CONFIDENCE, OUTSIDE)
+
+
+def test_an_inconsistent_result_holds_after_tracking_fault_and_before_low_confidence():
+    """A result whose two position estimates disagree holds the beam with its own reason,
+    whatever its confidence and outside percentage; only a real True passes."""
+    gate = Gate()
+    good = dict(t_s=0.0, outside_pct=0.0, confidence=0.9, tracking_valid=True, frame_age_s=0.0)
+    assert gate.decide(**good).beam_on
+    assert gate.decide(**{**good, "t_s": 0.1}, consistent=False).reason == INCONSISTENT
+    assert gate.decide(**{**good, "t_s": 0.2, "confidence": 0.1}, consistent=False).reason == INCONSISTENT
+    assert gate.decide(**{**good, "t_s": 0.3, "tracking_valid": False}, consistent=False).reason == TRACKING_FAULT
+    assert gate.decide(**{**good, "t_s": 0.4}, consistent=np.float64(1.0)).reason == INCONSISTENT
+    assert gate.decide(**{**good, "t_s": 0.5}, consistent=np.bool_(True)).beam_on
 
 
 # --------------------------------------------------------------------------- config

@@ -174,3 +174,83 @@ def test_nonfinite_context_falls_back_to_the_template_gradient() -> None:
     assert rt is not None and np.isfinite(rt.grad_r).all()
     ref[15, 15] = np.inf  # inside the template
     assert prepare_refinement(ref, (12, 11), (16, 18)) is None
+
+
+def _weighted_refine_naive(image, tmpl, grad_r, grad_c, weight, row0, col0, d_row, d_col):  # type: ignore[no-untyped-def]
+    """Weighted Gauss-Newton, written from its definition: minimise
+    sum(w (W - m - g T')^2) with m, g the weighted mean and gain."""
+    h, w = tmpl.shape
+    sw = weight.sum()
+    tz = tmpl - (weight * tmpl).sum() / sw
+    hess = np.array([[np.sum(weight * grad_r * grad_r), np.sum(weight * grad_r * grad_c)],
+                     [np.sum(weight * grad_r * grad_c), np.sum(weight * grad_c * grad_c)]])
+    hinv = np.linalg.inv(hess)
+    for _ in range(REFINE_MAX_ITER):
+        pr, pc = row0 + d_row, col0 + d_col
+        ir, ic = math.floor(pr), math.floor(pc)
+        warped = np.zeros((h, w))
+        for i in range(h):
+            for j in range(w):
+                v = 0.0
+                for a in range(-1, 3):
+                    for b in range(-1, 3):
+                        v += (_keys_naive(pr - ir - a) * _keys_naive(pc - ic - b)
+                              * float(image[ir + i + a, ic + j + b]))
+                warped[i, j] = v
+        m = (weight * warped).sum() / sw
+        gain = np.sum(weight * (warped - m) * tz) / np.sum(weight * tz * tz)
+        e = warped - m - gain * tz
+        step = hinv @ np.array([np.sum(weight * grad_r * e), np.sum(weight * grad_c * e)]) / gain
+        d_row -= step[0]
+        d_col -= step[1]
+        if abs(step[0]) < REFINE_TOL_PX and abs(step[1]) < REFINE_TOL_PX:
+            break
+    return d_row, d_col
+
+
+@pytest.mark.parametrize("shift", [(0.3, -0.45), (1.35, 0.7)])
+def test_weighted_kernel_matches_the_naive_weighted_reference(shift: tuple[float, float]) -> None:
+    ref = _scene((40, 40), (20.0, 20.0))
+    image = _scene((40, 40), (20.0 + shift[0], 20.0 + shift[1]))
+    origin, shape = (12, 11), (16, 18)
+    r, c = np.mgrid[0:16, 0:18]
+    weight = np.exp(-(((r - 8.0) / 5.0) ** 2 + ((c - 9.0) / 4.0) ** 2))
+    rt = prepare_refinement(ref, origin, shape, max_move_px=2.0, weight=weight)
+    unweighted = prepare_refinement(ref, origin, shape, max_move_px=2.0)
+    assert rt is not None and unweighted is not None
+    start = (round(shift[0]), round(shift[1]))
+    assert rt.refine(image, *start) == _REFINE_OK
+    naive = _weighted_refine_naive(image, ref[12:28, 11:29], unweighted.grad_r, unweighted.grad_c, weight, 12, 11, *start)
+    np.testing.assert_allclose(rt.result[:2], naive, atol=1e-7)
+    np.testing.assert_allclose(rt.result[:2], shift, atol=0.02)
+    # aligned: the (weighted) ZNCC of template and patch is close to 1
+    assert rt.zncc > 0.999
+
+
+def test_uniform_weights_give_the_unweighted_alignment_to_the_bit() -> None:
+    ref = _scene((40, 40), (20.0, 20.0))
+    image = _scene((40, 40), (20.4, 19.7))
+    a = prepare_refinement(ref, (12, 11), (16, 18))
+    b = prepare_refinement(ref, (12, 11), (16, 18), weight=np.ones((16, 18)))
+    assert a is not None and b is not None
+    assert a.refine(image, 0.0, 0.0) == b.refine(image, 0.0, 0.0) == _REFINE_OK
+    assert a.result.tobytes() == b.result.tobytes()
+
+
+def test_max_move_bounds_the_alignment() -> None:
+    """The target-focused alignment is allowed further than the default pixel."""
+    ref = _scene((40, 40), (20.0, 20.0))
+    image = _scene((40, 40), (21.6, 20.0))
+    tight = prepare_refinement(ref, (12, 11), (16, 18))
+    loose = prepare_refinement(ref, (12, 11), (16, 18), max_move_px=2.5)
+    assert tight is not None and loose is not None
+    assert tight.refine(image, 0.0, 0.0) == _REFINE_DIVERGED
+    assert loose.refine(image, 0.0, 0.0) == _REFINE_OK
+    np.testing.assert_allclose(loose.result[:2], (1.6, 0.0), atol=0.02)
+
+
+def test_bad_weights_are_refused() -> None:
+    ref = _scene((40, 40), (20.0, 20.0))
+    for weight in (np.ones((3, 3)), -np.ones((16, 18)), np.zeros((16, 18)), np.full((16, 18), np.nan)):
+        with pytest.raises(ValueError, match="^weight: must"):
+            prepare_refinement(ref, (12, 11), (16, 18), weight=weight)

@@ -483,13 +483,15 @@ def test_track_allocates_nothing_but_the_result(
 def test_track_kernel_allocates_no_buffers(tracker: TemplateTracker, canvas: np.ndarray) -> None:
     """Numba's runtime allocates only the per-argument MemInfo wrappers of the arrays
     passed in (one per array and call), never a buffer inside the kernels (the search,
-    then the sub-pixel refinement)."""
+    then the sub-pixel refinement, then the target-focused alignment: the refinement
+    kernel again)."""
     frame = _crop(canvas, (72, 72), (2.5, 1.5))
     assert not tracker.track(frame).at_edge  # so that the refinement runs too
     n_array_args = 0
-    for kernel in (_search_kernel, _refine_kernel):
+    assert tracker._target_refiner is not None
+    for kernel, calls in ((_search_kernel, 1), (_refine_kernel, 2)):
         (signature,) = [s for s in kernel.signatures if s[0] == numba.typeof(frame)]
-        n_array_args += sum(isinstance(t, numba.types.Array) for t in signature)
+        n_array_args += calls * sum(isinstance(t, numba.types.Array) for t in signature)
     was_enabled = _nrt_python.memsys_stats_enabled()
     _nrt_python.memsys_enable_stats()
     try:
@@ -594,3 +596,93 @@ def test_a_bad_pixel_only_the_reacquisition_window_holds_does_not_keep_the_track
     r = tracker.track(frame)
     assert r.valid and r.row_px == pytest.approx(2, abs=0.05)
     assert tracker.last_search_window_px[2] == 2 * tracker.search_px[0] + 1  # the normal window
+
+
+# --------------------------------------------------------------------------- target-focused alignment
+def _sliding_frame(
+    shift_texture_px: tuple[float, float], shift_lesion_px: tuple[float, float], seed: int = 3,
+    lesion_contrast: float = 20.0, texture_sd: float = 25.0,
+) -> np.ndarray:
+    """Texture and a lesion that move by different amounts (the lesion slides against its
+    surroundings), on a 144 x 144 frame with the lesion at (72, 72) at rest."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:CANVAS_SIZE, 0:CANVAS_SIZE].astype(float)
+    texture = ndimage.gaussian_filter(rng.normal(size=rows.shape), 2.5)
+    texture = texture_sd * texture / texture.std()
+    texture = ndimage.shift(texture, shift_texture_px, order=3, mode="nearest")
+    centre = CANVAS_SIZE / 2.0
+    r = rows - centre - shift_lesion_px[0]
+    c = cols - centre - shift_lesion_px[1]
+    disk = np.hypot(r * SPACING_MM[0], c * SPACING_MM[1])
+    lesion = 0.5 * (1.0 - np.tanh((disk - LESION_RADIUS_MM) / 1.5))
+    image = 100.0 + texture * (1.0 - lesion) + lesion_contrast * lesion
+    top = int(centre) - 72
+    return image[top : top + FRAME_SHAPE[0], top : top + FRAME_SHAPE[1]].astype(np.float32)
+
+
+def test_the_tracker_follows_a_lesion_that_slides_against_its_context() -> None:
+    """The 20 mm context pulls the ZNCC match toward the texture; the target-focused
+    alignment (and the disagreement model built over the frames) follows the lesion."""
+    ref = _sliding_frame((0.0, 0.0), (0.0, 0.0))
+    mask = _lesion_mask((72, 72))
+    focused = TemplateTracker(ref, mask, SPACING_MM)
+    context_only = TemplateTracker(ref, mask, SPACING_MM, target_context_mm=None)
+    errors: dict[str, list[float]] = {"focused": [], "context": []}
+    for k in range(1, 40):
+        lesion = (5.0 * math.sin(0.4 * k), 2.5 * math.sin(0.4 * k + 0.5))
+        texture = (lesion[0] / 1.3, lesion[1] / 1.3)  # the lesion moves 30 % more
+        frame = _sliding_frame(texture, lesion)
+        for name, tracker in (("focused", focused), ("context", context_only)):
+            r = tracker.track(frame)
+            assert r.valid and not r.at_edge
+            errors[name].append(math.hypot(r.row_px - lesion[0], r.col_px - lesion[1]))
+            if name == "focused":
+                assert not r.inconsistent, (k, r)
+    assert np.mean(errors["focused"][10:]) < 0.2
+    assert np.mean(errors["context"][10:]) > 3.0 * np.mean(errors["focused"][10:])
+
+
+def test_a_match_the_target_does_not_confirm_is_inconsistent() -> None:
+    """The context matches (the texture is where it was) but the lesion has moved 2.5
+    pixels (7.5 mm) away from it on one frame: the target-focused alignment disagrees
+    with the context match beyond max_disagreement_mm, the result is inconsistent, the
+    gate may not use its confidence, and the window does not follow it."""
+    ref = _sliding_frame((0.0, 0.0), (0.0, 0.0), lesion_contrast=12.0)
+    tracker = TemplateTracker(ref, _lesion_mask((72, 72)), SPACING_MM)
+    assert not tracker.track(_sliding_frame((0.5, 0.0), (0.5, 0.0), lesion_contrast=12.0)).inconsistent
+    slid = _sliding_frame((0.5, 0.0), (0.5, 2.5), lesion_contrast=12.0)
+    r = tracker.track(slid)
+    assert r.valid and not r.at_edge and r.confidence >= 0.5 and r.inconsistent, r
+    assert r.gate_confidence == 0.0 and not r.vouched
+    assert tracker.lost
+
+
+def test_the_disagreement_model_is_the_ridge_least_squares_fit() -> None:
+    from tracking.tracker import _DisagreementModel
+
+    rng = np.random.default_rng(4)
+    model = _DisagreementModel()
+    assert model.predict(1.0, 2.0) == (0.0, 0.0)
+    design, target = [], []
+    for _ in range(25):
+        d = rng.normal(size=2) * 4.0
+        dis = (0.3 + 0.1 * d[0] - 0.05 * d[1] + 0.01 * rng.normal(), -0.2 + 0.02 * d[0] + 0.1 * d[1])
+        model.add(float(d[0]), float(d[1]), *dis)
+        design.append((1.0, *d))
+        target.append(dis)
+    x, y = np.array(design), np.array(target)
+    ridge = np.diag((0.0, model.RIDGE_PX2, model.RIDGE_PX2))
+    coef = np.linalg.solve(x.T @ x + ridge, x.T @ y)
+    np.testing.assert_allclose(model.predict(1.5, -2.0), coef.T @ (1.0, 1.5, -2.0), atol=1e-12)
+
+
+def test_target_weight_is_one_on_the_target_and_falls_off() -> None:
+    from tracking.tracker import target_weight
+
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[8:12, 8:12] = True
+    w = target_weight(mask, (2.0, 2.0), 2.0)
+    assert (w[mask] == 1.0).all() and w[7, 10] == 1.0  # within one pixel of the target
+    # 3 px (6 mm) from the target: 4 mm beyond the one-pixel band, sigma 2 mm
+    assert w[10, 14] == pytest.approx(math.exp(-0.5 * (4.0 / 2.0) ** 2))
+    assert w[0, 0] == 0.0  # negligible weights are exactly 0
