@@ -98,3 +98,87 @@ def subpixel_peak_naive(scores: np.ndarray) -> tuple[float, float, float, float,
     dr = 0.0 if edge_r else _parabola_vertex(scores[br - 1, bc], best, scores[br + 1, bc])
     dc = 0.0 if edge_c else _parabola_vertex(scores[br, bc - 1], best, scores[br, bc + 1])
     return br + dr, bc + dc, best, sharpness, edge_r or edge_c
+
+
+def _keys_kernel_naive(s: float) -> float:
+    """Keys (1981) cubic convolution kernel, a = -0.5, at distance ``s`` from a tap."""
+    s = abs(s)
+    if s < 1.0:
+        return 1.5 * s**3 - 2.5 * s**2 + 1.0
+    if s < 2.0:
+        return -0.5 * s**3 + 2.5 * s**2 - 4.0 * s + 2.0
+    return 0.0
+
+
+def keys_sample_naive(image: np.ndarray, r: float, c: float) -> float:
+    """Keys cubic interpolation of ``image`` at (r, c) px: the 4 x 4 taps around it."""
+    ir, ic = math.floor(r), math.floor(c)
+    value = 0.0
+    for a in range(ir - 1, ir + 3):
+        for b in range(ic - 1, ic + 3):
+            value += _keys_kernel_naive(r - a) * _keys_kernel_naive(c - b) * float(image[a, b])
+    return value
+
+
+def affine_ic_naive(
+    reference: np.ndarray,
+    origin_px: tuple[int, int],
+    shape: tuple[int, int],
+    weights: np.ndarray,
+    frame: np.ndarray,
+    start_px: tuple[float, float],
+    max_iter: int,
+    tol_px: float,
+) -> tuple[np.ndarray, int]:
+    """Inverse-compositional affine Gauss-Newton with gain and offset, written out.
+
+    The template is ``reference[r0:r0+h, c0:c0+w]``, its gradient ``np.gradient`` of the
+    reference crop with one pixel of context. Every step samples the frame pixel by pixel
+    (Keys cubic), fits ``I_w ~ SD (g Delta) + g T + o`` by weighted ``lstsq`` and composes
+    3 x 3 homogeneous matrices: ``W <- W @ inv(W(Delta))``. Coordinates are centred on the
+    region's centre. Stops when the increment moves every region corner by < ``tol_px``.
+
+    Returns
+    -------
+    (2, 3) ndarray
+        Affine from reference (row, col, 1) to frame (row, col).
+    int
+        Steps taken.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    r0, c0 = origin_px
+    h, w = shape
+    a0, a1 = max(r0 - 1, 0), min(r0 + h + 1, ref.shape[0])
+    b0, b1 = max(c0 - 1, 0), min(c0 + w + 1, ref.shape[1])
+    g_r, g_c = np.gradient(ref[a0:a1, b0:b1])
+    g_r = g_r[r0 - a0 : r0 - a0 + h, c0 - b0 : c0 - b0 + w]
+    g_c = g_c[r0 - a0 : r0 - a0 + h, c0 - b0 : c0 - b0 + w]
+    tmpl = ref[r0 : r0 + h, c0 : c0 + w]
+    cr, cc = r0 + (h - 1) / 2.0, c0 + (w - 1) / 2.0
+    rows = []
+    coords = []
+    for i in range(h):
+        for j in range(w):
+            ur, uc = r0 + i - cr, c0 + j - cc
+            rows.append([g_r[i, j] * ur, g_r[i, j] * uc, g_r[i, j], g_c[i, j] * ur, g_c[i, j] * uc,
+                         g_c[i, j], tmpl[i, j], 1.0])
+            coords.append((ur, uc))
+    design = np.array(rows)
+    sw = np.sqrt(np.asarray(weights, dtype=np.float64).ravel())
+    warp = np.array([[1.0, 0.0, cr + start_px[0]], [0.0, 1.0, cc + start_px[1]], [0.0, 0.0, 1.0]])
+    corners = np.array([[r0 - cr, c0 - cc, 1.0], [r0 - cr, c0 + w - 1 - cc, 1.0],
+                        [r0 + h - 1 - cr, c0 - cc, 1.0], [r0 + h - 1 - cr, c0 + w - 1 - cc, 1.0]])
+    steps = 0
+    for _ in range(max_iter):
+        warped = np.array([keys_sample_naive(frame, *(warp @ np.array([ur, uc, 1.0]))[:2]) for ur, uc in coords])
+        q = np.linalg.lstsq(design * sw[:, None], warped * sw, rcond=None)[0]
+        delta = q[:6] / q[6]
+        inc = np.array([[1.0 + delta[0], delta[1], delta[2]], [delta[3], 1.0 + delta[4], delta[5]], [0.0, 0.0, 1.0]])
+        warp = warp @ np.linalg.inv(inc)
+        steps += 1
+        moved = np.abs((inc - np.eye(3)) @ corners.T)[:2]
+        if moved.max() < tol_px:
+            break
+    # Uncentre: frame = L (x - centre) + b.
+    lin, b = warp[:2, :2], warp[:2, 2]
+    return np.column_stack([lin, b - lin @ np.array([cr, cc])]), steps
