@@ -84,6 +84,14 @@ def _spacing(text: str) -> tuple[float, float]:
     raise argparse.ArgumentTypeError(f"{text!r} must be MM or ROW_MM,COL_MM")
 
 
+def _point(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} must be ROW,COL")
+    parse = _number(0.0)
+    return (parse(parts[0]), parse(parts[1]))
+
+
 def _box(text: str) -> tuple[int, int, int, int]:
     from maestro.target import parse_box
 
@@ -152,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0,
                    help="half-width of the search window around the last confident position (mm, default 15; "
                         "twice that while re-acquiring a lost target)")
+    t.add_argument("--deformable", action="store_true",
+                   help="deformable mode, for targets that change shape: propagate the reference target by an "
+                        "affine registration of the region around it; outside %% and --labels-out use the "
+                        "propagated target")
     b = rp.add_argument_group("simulated beam")
     b.add_argument("--beam-on-latency-ms", type=_number(0.0), default=0.0,
                    help="simulated beam's response time to a release (ms, default 0)")
@@ -209,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --trace: add two sudden SI shifts of this size (a cough-like excursion, "
                          "held 1.5 s then back, at 30 %% and 65 %% of the session), as in "
                          "'maestro accuracy --excursion-mm'")
+    pp.add_argument("--motion-from", type=Path, default=None, metavar="SERIES",
+                    help="move the anatomy with the dense motion measured on a real DICOM cine series "
+                         "(optical flow; the series' own anatomy is re-rendered with an inserted lesion, "
+                         "see maestro/motion_phantom.py); not with --trace")
+    pp.add_argument("--motion-case", default=None, metavar="NAME",
+                    help="with --motion-from: a named lesion placement on the liver series (default: the first)")
+    pp.add_argument("--lesion-at", type=_point, default=None, metavar="ROW,COL",
+                    help="with --motion-from: lesion centre on the series' first frame, in its pixels")
     pp.set_defaults(func=cmd_phantom)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_parser(sub)
@@ -251,7 +271,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.labels_out is not None:
         from maestro.tracked_labels import TrackedLabels
 
-        tracked_labels = TrackedLabels()
+        tracked_labels = TrackedLabels(deformable=config.deformable)
     try:
         session = GatingSession(control or source, config, beam, recorder,
                                 on_frame=agreement.on_frame if agreement else None,
@@ -262,6 +282,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise InputError(path, "--predict-ms/--fps", str(exc)) from None
     if agreement is not None:
         agreement.attach(session)
+    if tracked_labels is not None:
+        tracked_labels.session = session
     meta = session_description(source, config)
     if recorder is not None:
         start_recording(recorder, meta)
@@ -308,7 +330,11 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     from hardware.trackrad import write_case
     from maestro.phantom import generate_session
 
-    if args.trace is not None:
+    if args.motion_from is not None:
+        session = _motion_session(args)
+    elif args.motion_case is not None or args.lesion_at is not None:
+        raise InputError(args.out, "--motion-case/--lesion-at", "needs --motion-from (a DICOM cine series)")
+    elif args.trace is not None:
         session = _trace_session(args)
     elif args.excursion_mm:
         raise InputError(args.out, "--excursion-mm", "needs --trace (excursions are added to a recorded trajectory)")
@@ -328,6 +354,25 @@ def cmd_phantom(args: argparse.Namespace) -> int:
         f"lesion {session.lesion_diameter_mm:.1f} mm, seed {args.seed}"
     )
     return 0
+
+
+def _motion_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The phantom session moved by a real series' motion (``--motion-from``)."""
+    from maestro.motion_phantom import MotionPhantom, generate_motion_session, lesion_for, liver_polygon_for, series_field
+
+    for given, name in ((args.trace is not None, "--trace"), (args.loop, "--loop"), (args.excursion_mm, "--excursion-mm")):
+        if given:
+            raise InputError(args.motion_from, name, "cannot be combined with --motion-from")
+    series, field = series_field(args.motion_from)  # InputError for a missing or unreadable series
+    fields = {"seconds": "--seconds", "lesion": "--lesion-at/--lesion-mm", "motion case": "--motion-case"}
+    try:
+        lesion = lesion_for(args.motion_case, args.lesion_at, args.lesion_mm, series.spacing_mm)
+        phantom = MotionPhantom(series.frames, series.times_s, series.spacing_mm, args.geometry, args.seconds,
+                                args.seed, lesion, field, liver_polygon_px=liver_polygon_for(args.motion_from))
+    except ValueError as exc:
+        field_name, _, rule = str(exc).partition(": ")
+        raise InputError(args.motion_from, fields.get(field_name, field_name), rule) from None
+    return generate_motion_session(phantom)
 
 
 def _trace_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -87,6 +87,13 @@ class SessionConfig:
         system latency, ms) by :class:`tracking.predict.RidgeARPredictor` from the
         tracked positions, instead of the position tracked on the frame; 0 = no
         prediction. ``outside_pct`` is then that of the predicted position.
+    deformable : bool
+        The deformable mode, for targets that change shape: after the rigid match, the
+        reference target is propagated by an affine registration of the region around
+        it (:class:`tracking.deformable.AffineRegistration`), ``outside_pct`` is that of
+        the propagated target (:class:`gating.deformed_outside.DeformedOutside`) and the
+        displacement that of its centroid. A registration that fails holds the beam
+        (``inconsistent``).
     """
 
     margin_mm: float = 3.0
@@ -100,6 +107,7 @@ class SessionConfig:
     target_box: tuple[int, int, int, int] | None = None
     watchdog_periods: float | None = 2.0
     predict_ms: float = 0.0
+    deformable: bool = False
 
     def gate_config(self) -> GateConfig:
         return GateConfig(
@@ -214,6 +222,12 @@ class GatingSession:
         #: tracked at all): what ``on_frame`` callbacks that re-analyse decisions need
         #: beyond the record (``maestro validate``).
         self.last_track: TrackResult | None = None
+        #: Deformable mode: the registration, the outside percentage of the propagated
+        #: target, and the last frame's affine (reference px -> frame px; None when the
+        #: frame was not registered).
+        self.registration: Any = None
+        self.deformed_outside: Any = None
+        self.last_affine: np.ndarray | None = None
 
     # -- set-up ---------------------------------------------------------------------
     def _set_up(self, first: Frame) -> None:
@@ -236,6 +250,12 @@ class GatingSession:
                 trust_floor=self.config.confidence_floor,
             )
             self.geometry = GatingGeometry(mask, first.spacing_mm, self.config.margin_mm)
+            if self.config.deformable:
+                from gating.deformed_outside import DeformedOutside
+                from tracking.deformable import AffineRegistration
+
+                self.registration = AffineRegistration(first.pixels, mask, first.spacing_mm)
+                self.deformed_outside = DeformedOutside(mask, first.spacing_mm, self.config.margin_mm)
         except ValueError as exc:
             # The reference frame cannot serve: refuse the session before any beam decision.
             raise InputError(self.source.description, "target on the reference frame", str(exc)) from None
@@ -285,13 +305,18 @@ class GatingSession:
             gate_confidence = result.gate_confidence
             consistent = not result.inconsistent
             peak, sharpness = result.peak_zncc, result.sharpness
+            self.last_affine = None
+            if self.registration is not None and valid and result.vouched:
+                row_mm, col_mm, consistent, note = self._register(frame, result)
             if valid and self.predictor is not None:
                 # Decide on where the target will be when the beam responds.
                 pred_row_mm, pred_col_mm = self.predictor.update(frame.t_acq_s, row_mm, col_mm)
-                outside = geometry.outside_pct(pred_row_mm, pred_col_mm)
+                outside = self._outside_pct(geometry, pred_row_mm - row_mm, pred_col_mm - col_mm, pred_row_mm, pred_col_mm)
             else:
-                outside = geometry.outside_pct(row_mm, col_mm) if valid else 100.0
+                outside = self._outside_pct(geometry, 0.0, 0.0, row_mm, col_mm) if valid else 100.0
             tracking_note = "" if valid else result.reason
+            if self.registration is not None and not consistent and not result.inconsistent:
+                tracking_note = note
             if result.inconsistent:
                 tracking_note = (
                     f"target-focused alignment {result.disagreement_mm:.2f} mm from the context match's "
@@ -351,6 +376,34 @@ class GatingSession:
             log.debug("frame %d: tracking fault: %s", frame.index, tracking_note)
         record = self._record(frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness)
         return record
+
+    def _register(self, frame: Frame, result: TrackResult) -> tuple[float, float, bool, str]:
+        """Deformable mode: propagate the target by an affine registration started at the
+        rigid match. Returns the propagated centroid's displacement (mm), whether the
+        registration succeeded, and why not."""
+        reg = self.registration
+        status = reg.register(frame.pixels, result.row_px, result.col_px)
+        if status != 0:
+            return result.row_mm, result.col_mm, False, f"deformable registration: {reg.status_text(status)}"
+        affine = self.last_affine = reg.affine
+        c0 = reg.reference_centroid_px
+        sr, sc = frame.spacing_mm
+        row_px = affine[0, 0] * c0[0] + affine[0, 1] * c0[1] + affine[0, 2] - c0[0]
+        col_px = affine[1, 0] * c0[0] + affine[1, 1] * c0[1] + affine[1, 2] - c0[1]
+        return float(row_px * sr), float(col_px * sc), True, ""
+
+    def _outside_pct(self, geometry: GatingGeometry, extra_row_mm: float, extra_col_mm: float, row_mm: float, col_mm: float) -> float:
+        """Outside percentage of the tracked target: translated (rigid), or propagated by
+        the last affine moved by (extra_row_mm, extra_col_mm) (deformable: the
+        prediction's offset)."""
+        affine = self.last_affine
+        if affine is None:
+            return geometry.outside_pct(row_mm, col_mm)
+        if extra_row_mm or extra_col_mm:
+            affine = affine.copy()
+            affine[0, 2] += extra_row_mm / self._spacing_mm[0]  # type: ignore[index]
+            affine[1, 2] += extra_col_mm / self._spacing_mm[1]  # type: ignore[index]
+        return float(self.deformed_outside.outside_pct(affine))
 
     # -- events and faults that are not frames -----------------------------------------
     def _event(self, event: str, reason: str = "", detail: str = "") -> None:

@@ -35,14 +35,24 @@ def moved_mask(mask: np.ndarray, row_px: float, col_px: float) -> np.ndarray:
 
 class TrackedLabels:
     """Collects (frame, row_mm, col_mm) from a session's records (pass :meth:`add` as the
-    session's ``on_record``; it only appends), then builds the masks."""
+    session's ``on_record``; it only appends), then builds the masks.
 
-    def __init__(self) -> None:
+    With ``deformable``, set :attr:`session` to the session: each frame's affine
+    (``session.last_affine``) is kept too, and the mask is the reference target
+    propagated by it (:func:`tracking.deformable.propagate_mask`), empty where the frame
+    was not registered."""
+
+    def __init__(self, deformable: bool = False) -> None:
         self._rows: list[tuple[int, float, float]] = []
+        self._affines: list[np.ndarray | None] = []
+        self.deformable = deformable
+        self.session = None
 
     def add(self, record: FrameRecord) -> None:
         """Keep one record's displacement (called once per frame, after the beam command)."""
         self._rows.append((record.frame, record.row_mm, record.col_mm))
+        if self.deformable:
+            self._affines.append(None if self.session is None else self.session.last_affine)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -60,6 +70,13 @@ class TrackedLabels:
         ref = np.asarray(reference_mask, dtype=bool)
         out = np.zeros((len(self._rows), *ref.shape), dtype=bool)
         sr, sc = spacing_mm
+        if self.deformable:
+            from tracking.deformable import propagate_mask
+
+            for k, affine in enumerate(self._affines):
+                if affine is not None:
+                    out[k] = propagate_mask(ref, affine)
+            return out
         for k, (_, row_mm, col_mm) in enumerate(self._rows):
             out[k] = moved_mask(ref, row_mm / sr, col_mm / sc)
         return out
