@@ -33,7 +33,7 @@ from maestro.stats import StreamingHistogram
 from maestro.target import reference_target
 from maestro.watchdog import Watchdog
 from tracking.predict import RidgeARPredictor
-from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, TemplateTracker, TrackResult
+from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, DEFAULT_TARGET_CONTEXT_MM, TemplateTracker, TrackResult
 from gating.warmup import warm_up as warm_up_gating
 from tracking.warmup import warm_up as warm_up_tracking
 
@@ -233,6 +233,7 @@ class GatingSession:
     def _set_up(self, first: Frame) -> None:
         """Build tracker and boundary from the reference frame (the first one)."""
         shape = first.pixels.shape
+        from_label = self.source.reference_label is not None or first.label is not None
         mask = reference_target(
             self.source.description,
             shape,
@@ -248,6 +249,10 @@ class GatingSession:
                 search_mm=self.config.search_mm,
                 # A match the gate would hold on never moves the search window.
                 trust_floor=self.config.confidence_floor,
+                # A box (--target-box) is not a target contour: weighting it over its
+                # surroundings tells nothing about what moves, so the target-focused
+                # alignment runs only on a labelled target.
+                target_context_mm=DEFAULT_TARGET_CONTEXT_MM if from_label else None,
             )
             self.geometry = GatingGeometry(mask, first.spacing_mm, self.config.margin_mm)
             if self.config.deformable:

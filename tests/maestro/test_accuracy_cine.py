@@ -38,7 +38,8 @@ def series(shared_data: Path):  # type: ignore[no-untyped-def]
 
 def _track(frames: np.ndarray, spacing_mm: tuple[float, float], box: tuple[int, int, int, int]) -> np.ndarray:
     """(T, 3): row_mm, col_mm, and the confidence the gate sees (0 at the window edge)."""
-    tracker = TemplateTracker(frames[0], box_mask(frames[0].shape, box), spacing_mm)  # replay defaults
+    # replay's defaults for a box target (no target-focused alignment: a box is not a contour)
+    tracker = TemplateTracker(frames[0], box_mask(frames[0].shape, box), spacing_mm, target_context_mm=None)
     out = np.empty((frames.shape[0], 3))
     for k, frame in enumerate(frames):
         r = tracker.track(frame)
