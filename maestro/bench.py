@@ -52,6 +52,16 @@ KERNEL_CASES: tuple[tuple[str, str, float], ...] = (
     ("4fps_30mm", "mridian-4fps", 30.0),
 )
 
+#: The deformable step's benchmark cases (benchmarks/test_deformable.py): (key, geometry).
+DEFORMABLE_CASES: tuple[tuple[str, str], ...] = (
+    ("8fps", "mridian-8fps"),
+    ("4fps", "mridian-4fps"),
+)
+
+#: Budget of the whole deformable step (registration + outside % of the propagated
+#: target), median per frame, us.
+DEFORMABLE_STEP_BUDGET_US = 2000.0
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -116,6 +126,29 @@ def _kernel_figures() -> list[Figure]:
     return figures
 
 
+def _deformable_figures() -> list[Figure]:
+    figures = []
+    for key, geometry in DEFORMABLE_CASES:
+        where = f"{geometry}, phantom"
+        figures += [
+            Figure(f"deformable_step_us_{key}", "us",
+                   f"deformable step (affine registration + outside % of the propagated target), median ({where})",
+                   Budget("<=", DEFORMABLE_STEP_BUDGET_US, ratio=False)),
+            Figure(f"deformable_step_p99_us_{key}", "us", f"deformable step, p99 ({where})"),
+            Figure(f"ecc_affine_us_{key}", "us",
+                   f"cv2.findTransformECC(MOTION_AFFINE) on the same region, one thread, median ({where})"),
+            Figure(f"deformable_speedup_vs_ecc_{key}", "x", f"deformable step vs ECC affine ({where})"),
+            Figure(f"deformed_outside_us_{key}", "us", f"outside % of the propagated target, median ({where})"),
+            Figure(f"deformable_vs_ecc_centroid_px_median_{key}", "px",
+                   f"propagated centroid, ours vs ECC, median distance ({where})"),
+            Figure(f"deformable_vs_ecc_centroid_px_max_{key}", "px",
+                   f"propagated centroid, ours vs ECC, largest distance ({where})"),
+            Figure(f"deformable_or_ecc_failed_frames_{key}", "frames",
+                   f"frames where ours or ECC did not register ({where})"),
+        ]
+    return figures
+
+
 #: Every figure the suite produces, in table order.
 FIGURES: tuple[Figure, ...] = (
     Figure("kernel_speedup_vs_opencv", "x",
@@ -132,6 +165,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("tracked_mask_us", "us", "tracked mask (display side, allocates), median"),
     Figure("gate_step_us", "us", "gate step (outside % + state machine), median"),
     Figure("gate_step_p99_us", "us", "gate step, p99"),
+    *_deformable_figures(),
     Figure("loop_frames", "frames", "frames in the loop-step distribution"),
     Figure("loop_p50_us", "us", "loop step, frame received -> beam command, p50"),
     Figure("loop_p99_us", "us", "loop step p99", Budget("<=", 500.0, ratio=False)),

@@ -1,5 +1,6 @@
 """Compile (or load from Numba's on-disk cache) every tracking kernel before the first
-frame, so that no frame pays for a compilation."""
+frame, so that no frame pays for a compilation: the rigid tracker's and, unless asked
+not to, the deformable step's (:class:`tracking.deformable.AffineRegistration`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 
 import numpy as np
 
+from tracking.deformable import AffineRegistration, propagate_mask
 from tracking.tracker import TemplateTracker
 from tracking.zncc import subpixel_peak, zncc_map
 
@@ -28,9 +30,12 @@ def _dummy_frame(dtype: type[np.floating]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def warm_up(
-    dtypes: tuple[type[np.floating], ...] = (np.float32, np.float64), map_functions: bool = True
+    dtypes: tuple[type[np.floating], ...] = (np.float32, np.float64),
+    map_functions: bool = True,
+    deformable: bool = True,
 ) -> None:
-    """Compile or load every kernel for the signatures the tracker and :func:`zncc_map` use.
+    """Compile or load every kernel for the signatures the tracker, the deformable
+    registration and :func:`zncc_map` use.
 
     Runs the entry points on small dummy frames of each dtype, with writeable and
     read-only images (Numba types the two differently), so that the first real frame
@@ -43,8 +48,17 @@ def warm_up(
     dtypes : tuple of {numpy.float32, numpy.float64}
         Tracker dtypes to prepare (a session's tracker works in float32).
     map_functions : bool
-        Also prepare :func:`zncc_map` and :func:`subpixel_peak` (not used per frame).
+        Also prepare :func:`zncc_map`, :func:`subpixel_peak` and
+        :func:`tracking.deformable.propagate_mask` (not used per frame).
+    deformable : bool
+        Also prepare :meth:`AffineRegistration.register` (the deformable mode's step):
+        one more kernel variant per dtype and writeability.
     """
+    registration = None
+    if deformable and dtypes:
+        # Its constructor registers a float32 copy of the reference (writeable) itself.
+        reference, reference_mask = _dummy_frame(np.float32)
+        registration = AffineRegistration(reference, reference_mask, (1.0, 1.0), context_mm=4.0)
     for dtype in dtypes:
         frame, mask = _dummy_frame(dtype)
         readonly = frame.copy()
@@ -58,4 +72,8 @@ def warm_up(
                 subpixel_peak(zncc_map(image, template))
             tracker.track(image)
             tracker.reset()
+            if registration is not None:
+                registration.register(image, 0.0, 0.0)
+    if map_functions:
+        propagate_mask(_dummy_frame(np.float64)[1], np.eye(2, 3))
     log.debug("tracking kernels compiled or loaded from cache")

@@ -73,6 +73,18 @@ def test_every_budget_of_the_issue_is_declared() -> None:
         assert budget is not None and (budget.op, budget.limit, budget.ratio) == (op, limit, ratio), name
 
 
+def test_the_deformable_step_budget_is_declared_with_its_reported_peers() -> None:
+    """benchmarks/test_deformable.py: the step's median is an absolute budget (enforced
+    locally, reported in CI); ECC's time and the speed-up against it are reported."""
+    for key in ("8fps", "4fps"):
+        budget = FIGURES_BY_NAME[f"deformable_step_us_{key}"].budget
+        assert budget is not None and (budget.op, budget.limit, budget.ratio) == ("<=", 2000.0, False), key
+        for name in (f"ecc_affine_us_{key}", f"deformable_speedup_vs_ecc_{key}", f"deformable_step_p99_us_{key}"):
+            assert FIGURES_BY_NAME[name].budget is None, name
+    assert check_budget("deformable_step_us_8fps", 2500.0, ci=True) is None
+    assert "deformable_step_us_8fps" in (check_budget("deformable_step_us_8fps", 2500.0, ci=False) or "")
+
+
 def test_only_machine_independent_figures_form_the_baseline() -> None:
     """Absolute times vary between machines; only ratios and counts may be baselined."""
     for figure in FIGURES:

@@ -1,4 +1,5 @@
-"""Tests of tracking.warmup: after warm_up(), the first tracked frame compiles nothing.
+"""Tests of tracking.warmup (with gating.warmup for the deformable mode's gate): after
+warm_up(), the first tracked frame compiles nothing, rigid or deformable.
 
 Each check runs in a fresh interpreter: in this test process earlier tests have already
 compiled the kernels, which would hide a signature that warm_up() forgot.
@@ -17,7 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 # For each case (dtype, read-only frame or not), in that order, prints how many
 # compilations Numba reported during the first track() of a new tracker, and how many new
-# overloads (compiled or loaded from the on-disk cache) the tracking dispatchers gained.
+# overloads (compiled or loaded from the on-disk cache) the tracking dispatchers gained;
+# then the same for the deformable mode's first frame, as a session's set-up and first
+# frame run it: AffineRegistration and DeformedOutside built (their constructors run their
+# kernels), the frame registered from the rigid match and its outside percentage taken.
 # The cases use distinct argument types, so an earlier case cannot hide a later one.
 _PROBE = textwrap.dedent(
     """
@@ -25,24 +29,32 @@ _PROBE = textwrap.dedent(
     import numba
     import numpy as np
     from numba.core import event
-    import tracking.tracker, tracking.zncc
+    import gating.deformed_outside, tracking.deformable, tracking.refine, tracking.tracker, tracking.zncc
+    from gating.deformed_outside import DeformedOutside
+    from gating.warmup import warm_up as warm_up_gating
     from tracking import TemplateTracker, warm_up
+    from tracking.deformable import REG_OK, AffineRegistration
 
     warm = sys.argv[1]
     cases = [(np.dtype(arg.split(":")[0]), arg.endswith(":ro")) for arg in sys.argv[2:]]
 
-    def dispatchers():
+    def dispatchers(modules):
         return [
             obj
-            for module in (tracking.zncc, tracking.tracker)
+            for module in modules
             for obj in vars(module).values()
             if isinstance(obj, numba.core.dispatcher.Dispatcher)
         ]
 
+    RIGID = (tracking.zncc, tracking.tracker)
+    DEFORMABLE = (tracking.refine, tracking.deformable, gating.deformed_outside)
+
     if warm == "all":
         warm_up()
-    elif warm == "session":
+        warm_up_gating()
+    elif warm == "session":  # what GatingSession.run() calls
         warm_up(dtypes=(np.float32,), map_functions=False)
+        warm_up_gating()
     rng = np.random.default_rng(0)
     rows, cols = np.mgrid[0:144, 0:144]
     lesion = (rows - 70) ** 2 + (cols - 75) ** 2 < 40
@@ -53,17 +65,33 @@ _PROBE = textwrap.dedent(
         frame = np.roll(reference, (2, -1), axis=(0, 1)).copy()
         frame.flags.writeable = not readonly
 
-        before = {d: len(d.overloads) for d in dispatchers()}
+        before = {d: len(d.overloads) for d in dispatchers(RIGID)}
         with event.install_recorder("numba:compile") as recorder:
             result = tracker.track(frame)
-        reports.append({
+        report = {
             "case": f"{dtype}{':ro' if readonly else ''}",
             "compile_events": len(recorder.buffer),
             "new_overloads": sum(len(d.overloads) - n for d, n in before.items()),
             "n_dispatchers": len(before),
             "valid": result.valid,
             "row_px": result.row_px,
+        }
+
+        before = {d: len(d.overloads) for d in dispatchers(DEFORMABLE)}
+        with event.install_recorder("numba:compile") as recorder:
+            registration = AffineRegistration(reference, lesion, (2.4, 2.4))
+            outside = DeformedOutside(lesion, (2.4, 2.4), 3.0)
+            status = registration.register(frame, result.row_px, result.col_px)
+            pct = outside.outside_pct(registration.affine)
+        report.update({
+            "deformable_compile_events": len(recorder.buffer),
+            "deformable_new_overloads": sum(len(d.overloads) - n for d, n in before.items()),
+            "deformable_n_dispatchers": len(before),
+            "registered": status == REG_OK,
+            "affine_row_px": float(registration.affine[0, 2]),
+            "outside_pct": pct,
         })
+        reports.append(report)
     print(json.dumps(reports))
     """
 )
@@ -88,13 +116,14 @@ def _probe(warm: str, cases: tuple[str, ...]) -> list[dict[str, object]]:
 
 
 def test_no_compilation_on_first_frame_after_warm_up() -> None:
-    """float32 and float64 trackers, writeable and read-only frames (Numba types the
-    two differently; frames handed over by a source are often read-only)."""
+    """float32 and float64 trackers and registrations, writeable and read-only frames
+    (Numba types the two differently; frames handed over by a source are often read-only)."""
     _assert_nothing_compiled(_probe("all", CASES), CASES)
 
 
 def test_a_sessions_warm_up_covers_its_float32_tracker() -> None:
-    """GatingSession warms up float32 tracking only (its tracker's dtype)."""
+    """GatingSession warms up float32 tracking only (its tracker's dtype), the
+    deformable step included."""
     cases = ("float32", "float32:ro")
     _assert_nothing_compiled(_probe("session", cases), cases)
 
@@ -106,6 +135,11 @@ def _assert_nothing_compiled(reports: list[dict[str, object]], cases: tuple[str,
         assert report["compile_events"] == 0, report
         assert report["new_overloads"] == 0, report
         assert report["valid"] and abs(report["row_px"] - 2.0) < 0.05, report
+        assert report["deformable_n_dispatchers"] >= 4, report
+        assert report["deformable_compile_events"] == 0, report
+        assert report["deformable_new_overloads"] == 0, report
+        assert report["registered"] and abs(report["affine_row_px"] - 2.0) < 0.05, report
+        assert 0.0 <= report["outside_pct"] <= 100.0, report
 
 
 def test_probe_detects_the_first_frame_dispatch_without_warm_up() -> None:
@@ -114,3 +148,6 @@ def test_probe_detects_the_first_frame_dispatch_without_warm_up() -> None:
     (report,) = _probe("none", ("float32",))
     assert report["new_overloads"] > 0
     assert report["valid"]
+    # Built and run on the first frame, the registration and DeformedOutside load theirs.
+    assert report["deformable_new_overloads"] > 0
+    assert report["registered"]
