@@ -235,8 +235,14 @@ class _DisagreementModel:
         self._b = [0.0] * 6  # sum(a_i * dis_axis): (1, d_row, d_col) x (row, col)
         self._coef = (0.0,) * 6  # (a, b_r, b_c) for rows, then for columns
 
+    #: Trusted frames after which the model is frozen (several breathing cycles at 4-8
+    #: frames/s): the same frames then always give the same positions.
+    MAX_FRAMES = 64
+
     def add(self, d_row: float, d_col: float, dis_row: float, dis_col: float) -> None:
         """Add one trusted frame: its context displacement and the disagreement, px."""
+        if self._n >= self.MAX_FRAMES:
+            return
         self._n += 1.0
         self._sr += d_row
         self._sc += d_col
