@@ -424,7 +424,7 @@ def evaluate_realistic(
     from gating.metrics import label_sample_points_px, outside_pct_from_distances, resample_mask_1mm, trackrad_frame
     from maestro.motion_phantom import motion_case, motion_case_phantom
     from maestro.tracked_labels import moved_mask
-    from tracking.deformable import AffineRegistration, propagate_mask
+    from tracking.deformable import AffineRegistration, propagate_mask, propagated_centroid_px
     from tracking.tracker import TemplateTracker
 
     case = motion_case(case_name)
@@ -452,8 +452,8 @@ def evaluate_realistic(
                 if registration.register(pixels, r.row_px, r.col_px) == 0:
                     affine = registration.affine
                     c0 = registration.reference_centroid_px
-                    row_mm = (affine[0, 0] * c0[0] + affine[0, 1] * c0[1] + affine[0, 2] - c0[0]) * spacing[0]
-                    col_mm = (affine[1, 0] * c0[0] + affine[1, 1] * c0[1] + affine[1, 2] - c0[1]) * spacing[1]
+                    c = propagated_centroid_px(c0, affine)
+                    row_mm, col_mm = (c[0] - c0[0]) * spacing[0], (c[1] - c0[1]) * spacing[1]
                     mask = propagate_mask(ref, affine)
                     outside = deformed.outside_pct(affine)
                 else:

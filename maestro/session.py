@@ -32,6 +32,7 @@ from maestro.recording import FrameRecord, SessionRecorder
 from maestro.stats import StreamingHistogram
 from maestro.target import reference_target
 from maestro.watchdog import Watchdog
+from tracking.deformable import propagated_centroid_px
 from tracking.predict import RidgeARPredictor
 from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, DEFAULT_TARGET_CONTEXT_MM, TemplateTracker, TrackResult
 from gating.warmup import warm_up as warm_up_gating
@@ -392,10 +393,8 @@ class GatingSession:
             return result.row_mm, result.col_mm, False, f"deformable registration: {reg.status_text(status)}"
         affine = self.last_affine = reg.affine
         c0 = reg.reference_centroid_px
-        sr, sc = frame.spacing_mm
-        row_px = affine[0, 0] * c0[0] + affine[0, 1] * c0[1] + affine[0, 2] - c0[0]
-        col_px = affine[1, 0] * c0[0] + affine[1, 1] * c0[1] + affine[1, 2] - c0[1]
-        return float(row_px * sr), float(col_px * sc), True, ""
+        row_px, col_px = propagated_centroid_px(c0, affine)
+        return (row_px - c0[0]) * frame.spacing_mm[0], (col_px - c0[1]) * frame.spacing_mm[1], True, ""
 
     def _outside_pct(self, geometry: GatingGeometry, extra_row_mm: float, extra_col_mm: float, row_mm: float, col_mm: float) -> float:
         """Outside percentage of the tracked target: translated (rigid), or propagated by

@@ -44,6 +44,7 @@ import numpy as np
 
 from tracking._numba_options import NJIT_OPTIONS
 from tracking.refine import _keys_weights, prepare_refinement
+from tracking.tracker import context_box_px
 
 __all__ = [
     "DEFAULT_CONTEXT_MM",
@@ -459,17 +460,10 @@ class AffineRegistration:
         tol = _positive_finite(tol_px, "tol_px")
 
         n_rows, n_cols = reference.shape
-        rows = np.flatnonzero(target_mask.any(axis=1))
-        cols = np.flatnonzero(target_mask.any(axis=0))
-        ctx_r = math.ceil(context / spacing[0])
-        ctx_c = math.ceil(context / spacing[1])
         # Clipped so that the Keys taps (one pixel before, two after) of the region stay
         # inside the image at rest and within a pixel of it: a region touching the
         # border would otherwise be reported outside on every frame.
-        r0 = max(int(rows[0]) - ctx_r, 2)
-        r1 = min(int(rows[-1]) + ctx_r, n_rows - 4)
-        c0 = max(int(cols[0]) - ctx_c, 2)
-        c1 = min(int(cols[-1]) + ctx_c, n_cols - 4)
+        r0, r1, c0, c1 = context_box_px(target_mask, spacing, context, border_before_px=2, border_after_px=3)
         h, w = r1 - r0 + 1, c1 - c0 + 1
         if h < 4 or w < 4:
             raise ValueError(f"context_mm: region of {h} x {w} px is smaller than 4 x 4; increase context_mm")

@@ -208,6 +208,40 @@ class TrackResult:
         return cls(nan, nan, nan, nan, nan, nan, 0.0, False, False, reason)
 
 
+def context_box_px(
+    mask: np.ndarray, spacing_mm: tuple[float, float], context_mm: float, border_before_px: int = 0, border_after_px: int = 0
+) -> tuple[int, int, int, int]:
+    """The target's bounding box grown by ``context_mm`` per side, clipped to the image.
+
+    Parameters
+    ----------
+    mask : (H, W) bool ndarray
+        The target; at least one pixel.
+    spacing_mm : (float, float)
+        Pixel spacing (row, col), mm; the context is ``ceil(context_mm / spacing)`` px.
+    context_mm : float
+        Context per side, mm, >= 0.
+    border_before_px, border_after_px : int
+        Pixels kept free before the first and after the last row and column.
+
+    Returns
+    -------
+    (r0, r1, c0, c1) : int
+        First and last row and column of the box, inclusive.
+    """
+    n_rows, n_cols = mask.shape
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    ctx_r = math.ceil(context_mm / spacing_mm[0])
+    ctx_c = math.ceil(context_mm / spacing_mm[1])
+    return (
+        max(int(rows[0]) - ctx_r, border_before_px),
+        min(int(rows[-1]) + ctx_r, n_rows - 1 - border_after_px),
+        max(int(cols[0]) - ctx_c, border_before_px),
+        min(int(cols[-1]) + ctx_c, n_cols - 1 - border_after_px),
+    )
+
+
 class _DisagreementModel:
     """How far the target itself lies from the context match, as a function of position.
 
@@ -474,14 +508,7 @@ class TemplateTracker:
             raise ValueError(f"reacquire_mm: must be at least search_mm ({search:g}), got {reacquire_mm!r}")
 
         n_rows, n_cols = reference.shape
-        rows = np.flatnonzero(target_mask.any(axis=1))
-        cols = np.flatnonzero(target_mask.any(axis=0))
-        ctx_r = math.ceil(context / spacing[0])
-        ctx_c = math.ceil(context / spacing[1])
-        r0 = max(int(rows[0]) - ctx_r, 0)
-        r1 = min(int(rows[-1]) + ctx_r, n_rows - 1)
-        c0 = max(int(cols[0]) - ctx_c, 0)
-        c1 = min(int(cols[-1]) + ctx_c, n_cols - 1)
+        r0, r1, c0, c1 = context_box_px(target_mask, spacing, context)
         h = r1 - r0 + 1
         w = c1 - c0 + 1
         if h >= n_rows or w >= n_cols:

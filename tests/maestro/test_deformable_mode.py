@@ -39,21 +39,25 @@ def test_deformable_session_propagates_the_target_and_writes_it() -> None:
 
 
 def test_a_failed_registration_holds_as_inconsistent(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    source = ReplaySource(BUNDLED)
-    session = GatingSession(source, SessionConfig(deformable=True), SimulatedBeam())
-    records = []
-    session.on_record = records.append
-    original = None
+    """Frames 20 and 21 fail to register: both are held as inconsistent, and gating
+    goes on around them."""
+    from tracking.deformable import AffineRegistration
 
-    def failing(image, row_px, col_px):  # type: ignore[no-untyped-def]
-        return 4 if len(records) in (20, 21) else original(image, row_px, col_px)
+    original = AffineRegistration.register
+    records: list = []
 
-    session.run(max_frames=1)
-    original = session.registration.register
-    monkeypatch.setattr(session.registration, "register", failing)
+    def failing(self, image, row_px, col_px):  # type: ignore[no-untyped-def]
+        # While frame k is decided, frames 0..k-1 have been recorded.
+        return 4 if len(records) in (20, 21) else original(self, image, row_px, col_px)
+
+    monkeypatch.setattr(AffineRegistration, "register", failing)
+    session = GatingSession(ReplaySource(BUNDLED), SessionConfig(deformable=True), SimulatedBeam(),
+                            on_record=records.append)
     session.run(max_frames=30)
-    assert [r.reason for r in records[20:22]] == ["inconsistent", "inconsistent"]
-    assert all(r.beam == "hold" for r in records[20:22])
+    by_frame = {r.frame: r for r in records}
+    assert [by_frame[k].reason for k in (20, 21)] == ["inconsistent", "inconsistent"]
+    assert all(by_frame[k].beam == "hold" for k in (20, 21))
+    assert by_frame[25].beam == "on" or by_frame[25].reason != "inconsistent"
 
 
 def test_replay_deformable_labels_out(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
