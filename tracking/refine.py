@@ -88,21 +88,26 @@ def keys_weights(t: float) -> np.ndarray:
 
 @numba.njit(**NJIT_OPTIONS)
 def _refine_kernel(
-    image, tmpl_zm, grad_r, grad_c, hess_inv, grad_sums, tmpl_ssd, row0, col0, d_row, d_col,
-    max_iter, tol, rowpass, wr, wc, result, max_move, weight, weight_sum,
+    image, tables, params, tmpl_ssd, row0, col0, d_row, d_col, max_iter, tol, rowpass, taps, result,
+    max_move, weight_sum,
 ):
     """Refine the displacement (d_row, d_col) in px of the template whose top-left pixel
     is (row0, col0) on the reference. Writes ``result`` and returns a status.
 
-    Weighted least squares with per-pixel ``weight`` (sum ``weight_sum``): ``tmpl_zm``,
-    ``grad_r`` and ``grad_c`` come premultiplied by the weight (the template made
-    zero-mean under it), ``tmpl_ssd`` is ``sum(weight * T'^2)``, ``grad_sums`` holds
-    ``sum(w grad_r), sum(w grad_c), sum(w grad_r T'), sum(w grad_c T')`` and
-    ``hess_inv`` inverts ``sum(w grad grad^T)``. With every weight 1 this is the plain
-    alignment, to the bit. ``rowpass`` is (h + 3, w) scratch; ``max_move`` (px, per
-    axis) is how far from the start the alignment may go before it counts as diverged."""
+    Weighted least squares with per-pixel weight ``w`` (sum ``weight_sum``). ``tables``
+    (4, h, w) holds the template ``T'``, its row and column gradients, all three
+    premultiplied by the weight (the template made zero-mean under it), and the weight;
+    ``tmpl_ssd`` is ``sum(w T'^2)``; ``params`` (8,) holds the inverse of
+    ``sum(w grad grad^T)`` (row-major) then ``sum(w grad_r), sum(w grad_c),
+    sum(w grad_r T'), sum(w grad_c T')``. With every weight 1 this is the plain
+    alignment, to the bit. ``rowpass`` is (h + 3, w) scratch, ``taps`` (2, 4) the
+    interpolation weights along rows and columns; ``max_move`` (px, per axis) is how far
+    from the start the alignment may go before it counts as diverged. (Few array
+    arguments: each costs a wrapper allocation per call from Python.)"""
     n_rows, n_cols = image.shape
-    h, w = tmpl_zm.shape
+    h, w = tables.shape[1], tables.shape[2]
+    tmpl_zm, grad_r, grad_c, weight = tables[0], tables[1], tables[2], tables[3]
+    wr, wc = taps[0], taps[1]
     start_r = d_row
     start_c = d_col
     result[_RF_ROW] = d_row
@@ -164,10 +169,10 @@ def _refine_kernel(
         gain = cross / tmpl_ssd
         if not gain > 0.0:
             return _REFINE_NO_MATCH
-        b_r = s_r - mean * grad_sums[0] - gain * grad_sums[2]
-        b_c = s_c - mean * grad_sums[1] - gain * grad_sums[3]
-        step_r = (hess_inv[0, 0] * b_r + hess_inv[0, 1] * b_c) / gain
-        step_c = (hess_inv[1, 0] * b_r + hess_inv[1, 1] * b_c) / gain
+        b_r = s_r - mean * params[4] - gain * params[6]
+        b_c = s_c - mean * params[5] - gain * params[7]
+        step_r = (params[0] * b_r + params[1] * b_c) / gain
+        step_c = (params[2] * b_r + params[3] * b_c) / gain
         if not (math.isfinite(step_r) and math.isfinite(step_c)):
             return _REFINE_NONFINITE
         d_row -= step_r
@@ -186,32 +191,34 @@ class RefineTemplate:
     """What the refinement needs from the reference, prepared once, plus its buffers.
 
     Build with :func:`prepare_refinement`. Attributes are read-only in spirit: the
-    kernel writes only ``rowpass``, ``wr``, ``wc`` and ``result``.
+    kernel writes only ``rowpass``, ``taps`` and ``result``. ``tmpl_zm``, ``grad_r``,
+    ``grad_c`` and ``weight`` are views of ``tables``; ``hess_inv`` and ``grad_sums`` of
+    ``params``.
     """
 
-    __slots__ = ("tmpl_zm", "grad_r", "grad_c", "hess_inv", "grad_sums", "tmpl_ssd", "row0",
-                 "col0", "rowpass", "wr", "wc", "result", "max_move_px", "weight", "weight_sum")
+    __slots__ = ("tables", "params", "tmpl_zm", "grad_r", "grad_c", "weight", "hess_inv", "grad_sums",
+                 "tmpl_ssd", "weight_sum", "row0", "col0", "rowpass", "taps", "wr", "wc", "result", "max_move_px")
 
     def __init__(self, tmpl_zm, grad_r, grad_c, hess_inv, tmpl_ssd, row0, col0, max_move_px=REFINE_MAX_MOVE_PX, weight=None) -> None:  # type: ignore[no-untyped-def]
         # tmpl_zm, grad_r, grad_c: premultiplied by ``weight`` (all ones when None).
-        self.weight = np.ones(tmpl_zm.shape) if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
+        w_arr = np.ones(tmpl_zm.shape) if weight is None else np.asarray(weight, dtype=np.float64)
+        self.tables = np.ascontiguousarray(np.stack([tmpl_zm, grad_r, grad_c, w_arr]), dtype=np.float64)
+        self.tmpl_zm, self.grad_r, self.grad_c, self.weight = self.tables
         self.weight_sum = float(self.weight.sum())
-        self.tmpl_zm = tmpl_zm
-        self.grad_r = grad_r
-        self.grad_c = grad_c
-        self.hess_inv = hess_inv
         # sum(w grad T'): both factors carry a weight, so divide one out where it is > 0.
         inv_w = np.divide(1.0, self.weight, out=np.zeros_like(self.weight), where=self.weight > 1e-12)
-        self.grad_sums = np.array([
-            grad_r.sum(), grad_c.sum(), (grad_r * tmpl_zm * inv_w).sum(), (grad_c * tmpl_zm * inv_w).sum()
-        ])
+        grad_sums = [self.grad_r.sum(), self.grad_c.sum(), (self.grad_r * self.tmpl_zm * inv_w).sum(),
+                     (self.grad_c * self.tmpl_zm * inv_w).sum()]
+        self.params = np.array([*np.asarray(hess_inv, dtype=np.float64).ravel(), *grad_sums])
+        self.hess_inv = self.params[:4].reshape(2, 2)
+        self.grad_sums = self.params[4:]
         self.tmpl_ssd = float(tmpl_ssd)
         self.row0 = int(row0)
         self.col0 = int(col0)
         h, w = tmpl_zm.shape
         self.rowpass = np.zeros((h + 3, w), dtype=np.float64)
-        self.wr = np.zeros(4, dtype=np.float64)
-        self.wc = np.zeros(4, dtype=np.float64)
+        self.taps = np.zeros((2, 4), dtype=np.float64)
+        self.wr, self.wc = self.taps
         self.result = np.zeros(_RF_SIZE, dtype=np.float64)
         self.max_move_px = float(max_move_px)
 
@@ -225,10 +232,9 @@ class RefineTemplate:
         Returns the status (0 = refined). Never raises on image content."""
         # float() keeps one compiled signature per image type (an int start would add one).
         return _refine_kernel(
-            image, self.tmpl_zm, self.grad_r, self.grad_c, self.hess_inv, self.grad_sums,
-            self.tmpl_ssd, self.row0, self.col0, float(d_row_px), float(d_col_px),
-            REFINE_MAX_ITER, REFINE_TOL_PX, self.rowpass, self.wr, self.wc, self.result,
-            self.max_move_px, self.weight, self.weight_sum,
+            image, self.tables, self.params, self.tmpl_ssd, self.row0, self.col0, float(d_row_px),
+            float(d_col_px), REFINE_MAX_ITER, REFINE_TOL_PX, self.rowpass, self.taps, self.result,
+            self.max_move_px, self.weight_sum,
         )
 
 
