@@ -21,8 +21,9 @@ How the kernel is fast and allocation-free:
   ``sum((I-c)**2) - sum(I-c)**2 / n`` from cancelling catastrophically.
 * The numerator needs no patch mean, because ``sum(T') == 0``:
   ``sum(T' * I') == sum(T' * (I - c))``. It is accumulated in float32 for 8 neighbouring
-  output columns at once, along template rows padded with zeros to a multiple of 8
-  columns, which LLVM turns into 8-lane SIMD code with no scalar remainder. float32
+  output columns at once, along template rows padded with zeros to a multiple of the
+  compiled loop's vector step (8 columns, 16 with AVX-512: :func:`_vector_step_floats`),
+  which LLVM turns into 8-lane SIMD code with no scalar remainder. float32
   halves the work of float64 and keeps scores within ~1e-6 of a float64 computation
   (measured in tests/tracking/test_zncc.py, far below the score differences that decide
   a peak).
@@ -57,6 +58,7 @@ from __future__ import annotations
 import math
 
 import numba
+from llvmlite import binding as llvm_binding
 import numpy as np
 
 from tracking._numba_options import NJIT_OPTIONS
@@ -84,8 +86,35 @@ SHARPNESS_EXCLUSION_PX = 2
 """Half-width in pixels (Chebyshev distance) of the zone around the integer peak that is
 left out when the sharpness of a peak is measured (a 5 x 5 zone)."""
 
-_BLOCK = 8  # output columns computed together (8 independent accumulators)
-_LANES = 8  # float32 lanes of an AVX2 register: the padded template width is a multiple
+
+
+def _vector_step_floats(cpu_features: str | None = None) -> int:
+    """float32 values of a template row that the compiled inner loop of
+    :func:`_correlate_row` consumes per vector iteration; template rows are padded to a
+    multiple of it, so that no row ends in LLVM's scalar remainder loop.
+
+    On AVX2 it is one 8-lane register. With AVX-512 the CPU has 32 vector registers
+    instead of 16, room for LLVM to interleave two 8-lane iterations (it keeps 256-bit
+    vectors), so a row must be a multiple of 16: a 24-column row then ran 8 of them
+    scalar, and cost 50 % more than a 32-column one (measured on a Rocket Lake class
+    Xeon). The padding's zeros add nothing to the sums.
+
+    Parameters
+    ----------
+    cpu_features : str, optional
+        LLVM feature string (``"+avx2,+avx512f,..."``); by default Numba's target, i.e.
+        ``NUMBA_CPU_FEATURES`` when set, else the host CPU's.
+    """
+    if cpu_features is None:
+        cpu_features = numba.config.CPU_FEATURES
+    if cpu_features is None:
+        has_avx512 = bool(llvm_binding.get_host_cpu_features().get("avx512f", False))
+    else:
+        has_avx512 = "+avx512f" in cpu_features.split(",")
+    return 16 if has_avx512 else 8
+
+
+_LANES = _vector_step_floats()
 
 
 def _padded_width(w: int) -> int:
@@ -94,11 +123,12 @@ def _padded_width(w: int) -> int:
 
 
 def pad_template(tmpl_zm: np.ndarray) -> np.ndarray:
-    """The zero-mean template in float32, with zero columns appended up to a multiple of 8.
+    """The zero-mean template in float32, with zero columns appended up to a multiple of
+    :data:`_LANES` (8, or 16 on AVX-512 CPUs: :func:`_vector_step_floats`).
 
     The kernel's inner loop runs along template rows; LLVM vectorises it 8 float32 lanes
-    at a time, and a width that is a multiple of 8 leaves no scalar remainder loop (which
-    cost as much as the vector part for 20-30 px templates). The zero columns multiply
+    at a time, and a width that is a multiple of its vector step leaves no scalar
+    remainder loop (which cost as much as the vector part for 20-30 px templates). The zero columns multiply
     the zero padding of the kernel's window copy, so they add nothing.
 
     Parameters
@@ -109,7 +139,7 @@ def pad_template(tmpl_zm: np.ndarray) -> np.ndarray:
     Returns
     -------
     (h, w_pad) float32 C-contiguous ndarray
-        ``w_pad = 8 * ceil(w / 8)``.
+        ``w_pad = _LANES * ceil(w / _LANES)``.
     """
     h, w = tmpl_zm.shape
     w_pad = _padded_width(w)
@@ -168,43 +198,81 @@ def _correlate_row(win, tmpl_pad, win_row, n_cols, out_row):
     out_row : (>= n_cols,) float64 ndarray
         Receives the numerators.
     """
+    # Blocks of 8 positions, then the tail: a block that would run past the row is
+    # shifted back to end at the last position (overlapping the previous one), so every
+    # block is full width and no scalar tail loop is needed. A tail of at most 4
+    # positions takes a 4-wide block: on an 11-position window (4 fps, +-15 mm) that is
+    # 12 numerators a row, not 16.
+    c = 0
+    while n_cols - c >= 8:
+        _correlate_block8(win, tmpl_pad, win_row, c, out_row)
+        c += 8
+    if n_cols - c > 4 and n_cols >= 8:
+        _correlate_block8(win, tmpl_pad, win_row, n_cols - 8, out_row)
+        return
+    while n_cols - c >= 4:
+        _correlate_block4(win, tmpl_pad, win_row, c, out_row)
+        c += 4
+    if c < n_cols:
+        if n_cols >= 4:
+            _correlate_block4(win, tmpl_pad, win_row, n_cols - 4, out_row)
+        else:
+            for cc in range(c, n_cols):
+                out_row[cc] = _numerator_at(win, tmpl_pad, win_row, cc)
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _correlate_block8(win, tmpl_pad, win_row, cs, out_row):
+    """The numerators of the 8 patches at window columns ``cs .. cs + 7`` of one row
+    into ``out_row[cs : cs + 8]``."""
     h, w_pad = tmpl_pad.shape
     zero = np.float32(0.0)
-    if n_cols < _BLOCK:
-        for c in range(n_cols):
-            out_row[c] = _numerator_at(win, tmpl_pad, win_row, c)
-        return
-    c = 0
-    while c < n_cols:
-        # The last block is shifted back to end at the last position (overlapping the
-        # previous one) so every block is full width and no scalar tail loop is needed.
-        cs = c if c + _BLOCK <= n_cols else n_cols - _BLOCK
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
-        for i in range(h):
-            # The inner loop runs along a template row: LLVM vectorises it 8 lanes at a
-            # time with one vector accumulator per output. A slice starting at the block
-            # gives it non-negative, consecutive indices (no wrap-around selects).
-            seg = win[win_row + i, cs : cs + w_pad + _BLOCK - 1]
-            trow = tmpl_pad[i]
-            for j in range(w_pad):
-                t = trow[j]
-                a0 += t * seg[j]
-                a1 += t * seg[j + 1]
-                a2 += t * seg[j + 2]
-                a3 += t * seg[j + 3]
-                a4 += t * seg[j + 4]
-                a5 += t * seg[j + 5]
-                a6 += t * seg[j + 6]
-                a7 += t * seg[j + 7]
-        out_row[cs] = a0
-        out_row[cs + 1] = a1
-        out_row[cs + 2] = a2
-        out_row[cs + 3] = a3
-        out_row[cs + 4] = a4
-        out_row[cs + 5] = a5
-        out_row[cs + 6] = a6
-        out_row[cs + 7] = a7
-        c = cs + _BLOCK
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+    for i in range(h):
+        # The inner loop runs along a template row: LLVM vectorises it 8 lanes at a
+        # time with one vector accumulator per output. A slice starting at the block
+        # gives it non-negative, consecutive indices (no wrap-around selects).
+        seg = win[win_row + i, cs : cs + w_pad + 7]
+        trow = tmpl_pad[i]
+        for j in range(w_pad):
+            t = trow[j]
+            a0 += t * seg[j]
+            a1 += t * seg[j + 1]
+            a2 += t * seg[j + 2]
+            a3 += t * seg[j + 3]
+            a4 += t * seg[j + 4]
+            a5 += t * seg[j + 5]
+            a6 += t * seg[j + 6]
+            a7 += t * seg[j + 7]
+    out_row[cs] = a0
+    out_row[cs + 1] = a1
+    out_row[cs + 2] = a2
+    out_row[cs + 3] = a3
+    out_row[cs + 4] = a4
+    out_row[cs + 5] = a5
+    out_row[cs + 6] = a6
+    out_row[cs + 7] = a7
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _correlate_block4(win, tmpl_pad, win_row, cs, out_row):
+    """:func:`_correlate_block8` for the 4 patches at columns ``cs .. cs + 3``."""
+    h, w_pad = tmpl_pad.shape
+    zero = np.float32(0.0)
+    a0 = a1 = a2 = a3 = zero
+    for i in range(h):
+        seg = win[win_row + i, cs : cs + w_pad + 3]
+        trow = tmpl_pad[i]
+        for j in range(w_pad):
+            t = trow[j]
+            a0 += t * seg[j]
+            a1 += t * seg[j + 1]
+            a2 += t * seg[j + 2]
+            a3 += t * seg[j + 3]
+    out_row[cs] = a0
+    out_row[cs + 1] = a1
+    out_row[cs + 2] = a2
+    out_row[cs + 3] = a3
 
 
 @numba.njit(**NJIT_OPTIONS)

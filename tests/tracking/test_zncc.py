@@ -14,6 +14,7 @@ from tests.tracking.naive import subpixel_peak_naive, zncc_naive
 from tracking.zncc import (
     FLAT_VARIANCE_RATIO,
     SHARPNESS_EXCLUSION_PX,
+    _vector_step_floats,
     _zncc_kernel,
     pad_template,
     prepare_template,
@@ -143,13 +144,15 @@ def test_large_intensity_offset_keeps_float32_accurate() -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("row0", "col0", "n_rows", "n_cols"),
-    [(0, 0, 1, 1), (3, 5, 7, 5), (2, 1, 9, 8), (5, 4, 6, 17), (0, 0, 19, 30)],
+    [(0, 0, 1, 1), (0, 0, 3, 3), (1, 2, 3, 4), (3, 5, 7, 5), (0, 3, 5, 6), (2, 1, 9, 8),
+     (4, 0, 8, 11), (2, 2, 4, 12), (1, 1, 6, 13), (5, 4, 6, 17), (0, 0, 19, 30)],
 )
 def test_kernel_window_offsets_match_naive(
     dtype: type[np.floating], row0: int, col0: int, n_rows: int, n_cols: int
 ) -> None:
     """The kernel reads a window of the full image by offsets (no copy), for windows
-    narrower than one SIMD block (scalar path) and wider (blocked path)."""
+    narrower than a 4-wide block (scalar path), and wider: 4- and 8-wide blocks, with
+    tails of 1-7 positions taken by overlapping blocks."""
     rng = np.random.default_rng(6)
     image = _structured_image(rng, (40, 48)).astype(dtype)
     template = image[10:20, 12:30]
@@ -166,6 +169,39 @@ def test_kernel_window_offsets_match_naive(
     np.testing.assert_allclose(out[:n_rows, :n_cols], zncc_naive(window, template), atol=SCORE_ATOL)
     # nothing outside the requested block is touched
     assert (out[n_rows:, :] == -7.0).all() and (out[:, n_cols:] == -7.0).all()
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+@pytest.mark.parametrize("tmpl_w", [5, 8, 13, 16, 21, 24, 31, 33])
+def test_template_padding_of_either_vector_step_matches_naive(
+    monkeypatch: pytest.MonkeyPatch, lanes: int, tmpl_w: int
+) -> None:
+    """Both paddings the host may choose (8 columns, 16 on AVX-512) give the naive
+    scores, for widths below, at and above each multiple."""
+    import tracking.zncc as zncc
+
+    monkeypatch.setattr(zncc, "_LANES", lanes)
+    rng = np.random.default_rng(tmpl_w)
+    image = _structured_image(rng, (40, 60))
+    template = image[8:29, 10 : 10 + tmpl_w]
+    tmpl_zm, tmpl_ssd, mean = prepare_template(template)
+    tmpl_pad = pad_template(tmpl_zm)
+    assert tmpl_pad.shape[1] % lanes == 0 and tmpl_pad.shape[1] - tmpl_w < lanes
+    h, w = template.shape
+    n_rows, n_cols = 11, 60 - w - 2
+    out = np.empty((n_rows, n_cols))
+    _zncc_kernel(image, tmpl_zm, tmpl_pad, tmpl_ssd, mean, 2, 1, n_rows, n_cols,
+                 *window_buffers(n_rows, n_cols, (h, w)), out)
+    window = image[2 : 2 + n_rows + h - 1, 1 : 1 + n_cols + w - 1]
+    np.testing.assert_allclose(out, zncc_naive(window, template), atol=SCORE_ATOL)
+
+
+@pytest.mark.parametrize(
+    ("features", "step"),
+    [("+avx2,+fma,-avx512f", 8), ("+avx2,+avx512f,+avx512bw", 16), ("+sse4.2", 8), ("", 8)],
+)
+def test_vector_step_follows_the_target_features(features: str, step: int) -> None:
+    assert _vector_step_floats(features) == step
 
 
 def test_hand_computed_scores() -> None:
