@@ -375,29 +375,66 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def load_baseline(path: Path = BASELINE_PATH) -> dict[str, float]:
-    """The stored baseline figures; empty when there is no baseline file."""
+def _baseline_entries(path: Path) -> list[dict[str, Any]]:
+    """The per-CPU entries of a baseline file (a file of the older one-machine form,
+    ``{"figures": ...}``, is one entry for any CPU); empty when there is no file."""
     path = Path(path)
     if not path.is_file():
-        return {}
+        return []
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
-    return {k: float(v) for k, v in data.get("figures", {}).items()}
+    if "machines" in data:
+        return list(data["machines"])
+    return [{"machine": data.get("machine", {}), "updated": data.get("updated", ""), "figures": data.get("figures", {})}]
+
+
+def load_baseline(path: Path = BASELINE_PATH, cpu: str | None = None) -> dict[str, float]:
+    """The stored baseline figures for a CPU model; empty when there is no baseline file.
+
+    A ratio against OpenCV depends on the CPU: both sides compile to its SIMD paths, and
+    an AVX-512 Xeon and an AVX2 EPYC put them 20-30 % apart. So each CPU model has its
+    own entry. A CPU without one is compared with the most recently updated entry, the
+    closest thing to a reference there is (the gate stays on; update the baseline on
+    that machine to give it its own).
+
+    Parameters
+    ----------
+    path : Path
+        The baseline file.
+    cpu : str, optional
+        CPU model name as :func:`machine_description` gives it; this machine's by default.
+    """
+    entries = _baseline_entries(path)
+    if not entries:
+        return {}
+    if cpu is None:
+        cpu = machine_description()["cpu"]
+    mine = [e for e in entries if e.get("machine", {}).get("cpu") == cpu]
+    entry = mine[0] if mine else max(entries, key=lambda e: str(e.get("updated", "")))
+    return {k: float(v) for k, v in entry.get("figures", {}).items()}
 
 
 def write_baseline(figures: dict[str, float | None], path: Path = BASELINE_PATH) -> dict[str, float]:
-    """Store the machine-independent figures of a run as the new baseline."""
+    """Store the machine-independent figures of a run as this CPU model's baseline entry;
+    the other CPUs' entries are kept."""
     stored = baseline_figures(figures)
+    machine = machine_description()
+    entries = [e for e in _baseline_entries(path) if e.get("machine", {}).get("cpu") != machine["cpu"]]
+    entries.append({
+        "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "figures": stored,
+    })
     payload = {
         "about": (
             "Machine-independent benchmark figures (ratios against OpenCV measured in the "
-            "same session, allocations per frame). A run more than "
-            f"{REGRESSION_TOLERANCE * 100:.0f} % worse fails. Each figure is the worst of "
-            "several runs. Update deliberately with `maestro bench --quick --update-baseline`."
+            "same session, allocations per frame), one entry per CPU model: the ratios "
+            "depend on the SIMD paths of the CPU. A run more than "
+            f"{REGRESSION_TOLERANCE * 100:.0f} % worse than its CPU's entry fails. Each "
+            "figure is the worst of several runs. Update deliberately with "
+            "`maestro bench --quick --update-baseline`."
         ),
-        "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "figures": stored,
+        "machines": sorted(entries, key=lambda e: str(e["machine"].get("cpu", ""))),
     }
     Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return stored

@@ -173,8 +173,28 @@ def test_baseline_round_trip_stores_only_machine_independent_figures(tmp_path: P
     }
     assert load_baseline(path) == stored
     data = json.loads(path.read_text())
-    assert "update-baseline" in data["about"] and data["machine"]["cpu"]
+    assert "update-baseline" in data["about"] and data["machines"][0]["machine"]["cpu"]
     assert load_baseline(tmp_path / "absent.json") == {}
+
+
+def test_each_cpu_model_has_its_own_baseline_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Updating on one CPU keeps the others' entries; a CPU is compared with its own, and
+    one without an entry with the most recently updated."""
+    path = tmp_path / "baseline.json"
+    cpus = iter(["AVX2 CPU", "AVX-512 CPU"])
+    real = bench.machine_description
+    monkeypatch.setattr(bench, "machine_description", lambda: {**real(), "cpu": next(cpus)})
+    write_baseline({**PASSING, "kernel_speedup_vs_opencv_8fps_15mm": 2.5}, path)
+    write_baseline({**PASSING, "kernel_speedup_vs_opencv_8fps_15mm": 1.8}, path)
+    data = json.loads(path.read_text())
+    assert [e["machine"]["cpu"] for e in data["machines"]] == ["AVX-512 CPU", "AVX2 CPU"]
+    assert load_baseline(path, cpu="AVX2 CPU")["kernel_speedup_vs_opencv_8fps_15mm"] == 2.5
+    assert load_baseline(path, cpu="AVX-512 CPU")["kernel_speedup_vs_opencv_8fps_15mm"] == 1.8
+    assert load_baseline(path, cpu="another CPU")["kernel_speedup_vs_opencv_8fps_15mm"] == 1.8
+    # the older one-machine form still reads, for any CPU
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"figures": {"loop_nrt_allocs_per_frame": 41.0}}))
+    assert load_baseline(old, cpu="any") == {"loop_nrt_allocs_per_frame": 41.0}
 
 
 def test_the_stored_baseline_holds_machine_independent_figures_only() -> None:
