@@ -719,6 +719,25 @@ class MotionPhantom:
         out[window] = frac
         return out
 
+    def lesion_sample_points_px(self, k: int) -> np.ndarray:
+        """The exactly warped lesion of frame ``k`` as points: the centres of the 5 x 5
+        sub-samples of each output pixel that lie inside it (the sub-samples that
+        ``label_fraction`` counts), in output pixel coordinates.
+
+        Returns
+        -------
+        (N, 2) float64 ndarray
+            (row, col) positions; a pixel wholly inside gives the points
+            ``gating.metrics.label_sample_points_px(..., samples_per_px=5)`` gives it.
+        """
+        if not (0 <= k < self.n_frames):
+            raise ValueError(f"k: must be within [0, {self.n_frames}), got {k!r}")
+        window = self._windows[k]
+        rows, cols = np.nonzero(self._inside(k, window))
+        s = SUPERSAMPLE
+        return np.column_stack([window[0].start + (rows + 0.5) / s - 0.5,
+                                window[1].start + (cols + 0.5) / s - 0.5]).astype(np.float64)
+
     def frames(self) -> Iterator[TraceFrame]:
         """Render every frame in order (the noise sequence is drawn as it goes).
 
@@ -764,12 +783,17 @@ class MotionPhantom:
         q_col = (r_mat @ u[..., 1] @ c_mat_t) + p_col[None, :]
         return q_row.astype(np.float32), q_col.astype(np.float32)
 
-    def _labels(self, k: int, window: tuple[slice, slice], q_row: np.ndarray | None = None,
-                q_col: np.ndarray | None = None) -> tuple[np.ndarray, tuple[slice, slice]]:
+    def _inside(self, k: int, window: tuple[slice, slice], q_row: np.ndarray | None = None,
+                q_col: np.ndarray | None = None) -> np.ndarray:
+        """Which sub-samples of ``window`` (output pixels) lie inside the warped lesion."""
         if q_row is None or q_col is None:
             q_row, q_col = self._q(k, window)
-        inside = self.lesion.inside(q_row.astype(np.float64) * self._spacing_src[0],
-                                    q_col.astype(np.float64) * self._spacing_src[1])
+        return self.lesion.inside(q_row.astype(np.float64) * self._spacing_src[0],
+                                  q_col.astype(np.float64) * self._spacing_src[1])
+
+    def _labels(self, k: int, window: tuple[slice, slice], q_row: np.ndarray | None = None,
+                q_col: np.ndarray | None = None) -> tuple[np.ndarray, tuple[slice, slice]]:
+        inside = self._inside(k, window, q_row, q_col)
         s = SUPERSAMPLE
         h, w = inside.shape[0] // s, inside.shape[1] // s
         return inside.reshape(h, s, w, s).mean(axis=(1, 3)).astype(np.float32), window

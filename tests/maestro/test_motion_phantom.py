@@ -162,6 +162,32 @@ def test_label_fraction_is_the_exact_area_fraction_within_sampling() -> None:
     np.testing.assert_allclose(_centroid(frac), ph.lesion_centre0_px, atol=0.02)
 
 
+def test_lesion_sample_points_are_the_subsamples_the_label_fraction_counts() -> None:
+    """The exact lesion as points: per pixel, 25 x label_fraction of them, inside its
+    square, and wholly-inside pixels on label_sample_points_px's 5 x 5 grid."""
+    from gating.metrics import label_sample_points_px
+
+    shift = np.array([2.2, -1.3])
+    field = _field(lambda k, r, c: np.stack(np.broadcast_arrays(*(shift * (k / 2.0))), -1) * np.ones((*r.shape, 1)))
+    frames, times = _synthetic_series()
+    ph = MotionPhantom(frames, times, SRC_SPACING, "mridian-4fps", 1.0, 1, LESION, field)
+    for k in (0, ph.n_frames - 1):
+        points = ph.lesion_sample_points_px(k)
+        frac = ph.label_fraction(k)
+        pix = np.rint(points).astype(int)
+        counts = np.zeros(ph.shape)
+        np.add.at(counts, (pix[:, 0], pix[:, 1]), 1.0)
+        np.testing.assert_array_equal(counts, np.rint(frac * 25.0))
+        assert np.all(np.abs(points - pix) < 0.5)
+        full = frac == 1.0
+        grid = label_sample_points_px(full, samples_per_px=5)
+        in_full = points[full[pix[:, 0], pix[:, 1]]]
+        np.testing.assert_allclose(np.sort(in_full.view("f8,f8"), axis=0).view(float),
+                                   np.sort(grid.view("f8,f8"), axis=0).view(float), atol=1e-12)
+    with pytest.raises(ValueError, match="k: must be within"):
+        ph.lesion_sample_points_px(ph.n_frames)
+
+
 def test_jacobian_of_a_known_affine_map() -> None:
     rows, cols = np.mgrid[0:20, 0:30].astype(np.float64)
     u = np.stack((0.1 * rows + 0.2 * cols, -0.3 * rows + 0.05 * cols), -1)

@@ -1,0 +1,52 @@
+"""The accuracy targets of issue 12 on the realistic cases: lesions in the motion field
+of a real volunteer series (:mod:`maestro.motion_phantom`), tracked with replay's defaults
+(the deformable mode) at both MRIdian geometries, every case, tuning and held-out.
+
+Bounded: 40 s of each case, as the README's table (``maestro accuracy --realistic
+../shared/data/cine/liver-3T-volunteer-KS81 --seconds 40``). Skips when ../shared is
+absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from maestro.accuracy import evaluate_realistic
+from maestro.motion_phantom import MOTION_CASES
+
+pytestmark = pytest.mark.system
+
+SERIES = "cine/liver-3T-volunteer-KS81"
+GEOMETRIES = ["mridian-8fps", "mridian-4fps"]
+#: Dice >= 0.90 on lesions >= 2 cm is missed here (0.887 measured): the 20 mm dome lesion
+#: at 3.5 mm pixels, whose propagated mask is 5-6 pixels across.
+DICE_MISSED = {("dome-hypo-20", "mridian-4fps")}
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("case", [c.name for c in MOTION_CASES])
+def test_replay_defaults_meet_the_accuracy_targets_on_realistic_cases(shared_data: Path, case: str, geometry: str) -> None:
+    acc = evaluate_realistic(case, geometry, seconds=40.0, deformable=True, series_folder=shared_data / SERIES)
+    summary = (
+        f"{case} ({acc.role}) {geometry}: mean {acc.mean_mm:.2f}, p95 {acc.p95_mm:.2f}, max unflagged "
+        f"{acc.max_unflagged_mm:.2f}, >2 mm {acc.large} ({acc.large_flagged_pct:.0f} % flagged), held "
+        f"{acc.flagged_pct:.1f} %, dice {acc.dice:.3f}"
+    )
+    assert acc.frames >= 159, summary
+    assert acc.mode == "deformable"
+    assert acc.mean_mm <= 0.5, summary
+    assert acc.p95_mm <= 1.0, summary
+    assert acc.max_unflagged_mm <= 2.0, summary
+    assert acc.large_flagged_pct >= 95.0, summary
+    assert acc.flagged_pct <= 5.0, summary  # the targets are not met by holding the beam
+    if acc.lesion_mm >= 20.0 and (case, geometry) not in DICE_MISSED:
+        assert acc.dice >= 0.90, summary
+
+
+@pytest.mark.xfail(strict=True, reason="Dice 0.887 < 0.90 on the 20 mm dome lesion at 4 fps (issue 12, not met)")
+def test_dice_target_on_the_small_dome_lesion_at_4fps(shared_data: Path) -> None:
+    acc = evaluate_realistic("dome-hypo-20", "mridian-4fps", seconds=40.0, deformable=True,
+                             series_folder=shared_data / SERIES)
+    assert acc.dice >= 0.90
