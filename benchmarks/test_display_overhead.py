@@ -42,7 +42,7 @@ def _run(w: workload.Workload, n: int, display: bool) -> tuple[np.ndarray, int]:
         count[0] += 1
 
     control = ReplayControl(workload.PingPongSource(w, n), speed=SPEED)
-    session = GatingSession(control, SessionConfig(), SimulatedBeam(), None, collect)
+    session = GatingSession(control, SessionConfig(deformable=False), SimulatedBeam(), None, collect)
     drawn = 0
     if display:
         result = run_with_display(session, control=control, keep_open=False)

@@ -160,10 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0,
                    help="half-width of the search window around the last confident position (mm, default 15; "
                         "twice that while re-acquiring a lost target)")
-    t.add_argument("--deformable", action="store_true",
-                   help="deformable mode, for targets that change shape: propagate the reference target by an "
-                        "affine registration of the region around it; outside %% and --labels-out use the "
-                        "propagated target")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--deformable", dest="deformable", action="store_true", default=True,
+                      help="deformable mode (the default), for targets that change shape: propagate the reference "
+                           "target by an affine registration of the region around it; outside %% and --labels-out "
+                           "use the propagated target")
+    mode.add_argument("--rigid", dest="deformable", action="store_false",
+                      help="rigid mode: the reference target moved by the tracked translation (no registration; "
+                           "about half the per-frame time, less accurate on deforming targets)")
     b = rp.add_argument_group("simulated beam")
     b.add_argument("--beam-on-latency-ms", type=_number(0.0), default=0.0,
                    help="simulated beam's response time to a release (ms, default 0)")

@@ -94,11 +94,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--reference", type=Path, default=None, metavar="RECORDING",
                    help="take the target on the first frame from this recording's first label "
                         "(a recording maestro replay reads); otherwise --target-box")
-    for title, actions in _shared_actions(subparsers):
+    shared = _shared_actions(subparsers)
+    for title, actions in shared:
         container = p if title is None else p.add_argument_group(title)
         for action in actions:
             # Shared action objects, as argparse's own ``parents`` does: one definition.
             container._add_action(action)
+    # ... and the exclusions between them (--deformable / --rigid), as ``parents`` does.
+    shared_ids = {id(a) for _, actions in shared for a in actions}
+    for exclusive in subparsers.choices["replay"]._mutually_exclusive_groups if shared else ():
+        if all(id(a) in shared_ids for a in exclusive._group_actions):
+            p.add_mutually_exclusive_group(required=exclusive.required)._group_actions.extend(exclusive._group_actions)
     s = p.add_argument_group("live source")
     s.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=8.0,
                    help="nominal frame rate of the stream (frames/s, default 8); sets the frame period")

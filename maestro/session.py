@@ -108,7 +108,7 @@ class SessionConfig:
     target_box: tuple[int, int, int, int] | None = None
     watchdog_periods: float | None = 2.0
     predict_ms: float = 0.0
-    deformable: bool = False
+    deformable: bool = True
 
     def gate_config(self) -> GateConfig:
         return GateConfig(

@@ -15,7 +15,9 @@ Tracking does not depend on margin, threshold or beam latency, so each case is t
 once (one pass through the loop with the reference configuration, timed as the live loop
 is); the sweep then re-runs geometry, gate and simulated beam per configuration on the
 recorded displacements and confidences. A test checks that the re-run of the reference
-configuration reproduces the live pass's decisions.
+configuration reproduces the live pass's decisions. The sweep moves the reference target
+rigidly, so validation runs the rigid mode (``maestro replay --rigid``), not replay's
+default deformable mode: re-gating propagated targets per margin is not built yet.
 
 The re-run gate sees every frame as fresh (frame age 0): the sweep assesses geometry,
 threshold and beam latency, not the host's scheduling; the live pass's processing times
@@ -234,6 +236,9 @@ def _track(path: Path, settings: ValidationSettings) -> _TrackingPass:
         max_frame_age_ms=settings.max_frame_age_ms, context_mm=settings.context_mm,
         search_mm=settings.search_mm, target_box=settings.target_box, predict_ms=predict,
         watchdog_periods=None,
+        # The sweep re-gates translated targets (one GatingGeometry per margin): the
+        # rigid mode, whatever replay's default.
+        deformable=False,
     )
     source = ReplaySource(path, fps=settings.fps, spacing_mm=settings.spacing_mm)
     try:

@@ -65,3 +65,20 @@ def test_replay_deformable_labels_out(tmp_path: Path, capsys) -> None:  # type: 
     out = capsys.readouterr().out
     assert "tracked masks" in out
     assert (tmp_path / "targets" / "mridian-8fps-seed1_labels.mha").is_file()
+
+
+def test_deformable_is_replays_default_and_rigid_opts_out() -> None:
+    """The mode that meets the realistic accuracy targets is the default, in the library
+    and on the command line; --rigid and --deformable exclude each other."""
+    import pytest
+
+    from maestro.cli import build_parser, session_config
+
+    assert SessionConfig().deformable is True
+    parser = build_parser()
+    for command in (["replay"], ["live", "--scanner", "127.0.0.1:5000"]):
+        assert session_config(parser.parse_args(command)).deformable is True
+        assert session_config(parser.parse_args([*command, "--deformable"])).deformable is True
+        assert session_config(parser.parse_args([*command, "--rigid"])).deformable is False
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--rigid", "--deformable"])

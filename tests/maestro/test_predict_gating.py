@@ -40,8 +40,9 @@ def test_default_config_has_no_prediction() -> None:
 
 def test_gate_uses_the_ridge_ar_prediction(case: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     plain_out, pred_out = tmp_path / "plain", tmp_path / "pred"
-    assert main(["replay", str(case), "--out", str(plain_out)]) == 0
-    assert main(["replay", str(case), "--predict-ms", "250", "--out", str(pred_out)]) == 0
+    # The rigid mode, whose translated boundary this test replicates.
+    assert main(["replay", str(case), "--rigid", "--out", str(plain_out)]) == 0
+    assert main(["replay", str(case), "--rigid", "--predict-ms", "250", "--out", str(pred_out)]) == 0
     capsys.readouterr()
     plain, pred = _rows(plain_out), _rows(pred_out)
     assert len(plain) == len(pred) == 200
