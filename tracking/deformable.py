@@ -44,7 +44,7 @@ import numpy as np
 
 from tracking._numba_options import NJIT_OPTIONS
 from tracking.refine import _keys_weights, prepare_refinement
-from tracking.tracker import context_box_px
+from tracking.tracker import _positive_finite, context_box_px
 
 __all__ = [
     "DEFAULT_CONTEXT_MM",
@@ -322,16 +322,6 @@ def _register_kernel(image, row0, col0, cr, cc, wgr, wgc, wt, wts, hinv, w_sum, 
     result[_RS_ITER] = n_iter
     result[_RS_CONVERGED] = 1.0 if (converged and status == REG_OK) else 0.0
     return status
-
-
-def _positive_finite(value: object, name: str) -> float:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a number, got {value!r}") from None
-    if not (math.isfinite(number) and number > 0.0):
-        raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
-    return number
 
 
 def _distance_to_mask_mm(mask: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
