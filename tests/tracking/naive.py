@@ -100,7 +100,7 @@ def subpixel_peak_naive(scores: np.ndarray) -> tuple[float, float, float, float,
     return br + dr, bc + dc, best, sharpness, edge_r or edge_c
 
 
-def _keys_kernel_naive(s: float) -> float:
+def keys_kernel_naive(s: float) -> float:
     """Keys (1981) cubic convolution kernel, a = -0.5, at distance ``s`` from a tap."""
     s = abs(s)
     if s < 1.0:
@@ -116,8 +116,15 @@ def keys_sample_naive(image: np.ndarray, r: float, c: float) -> float:
     value = 0.0
     for a in range(ir - 1, ir + 3):
         for b in range(ic - 1, ic + 3):
-            value += _keys_kernel_naive(r - a) * _keys_kernel_naive(c - b) * float(image[a, b])
+            value += keys_kernel_naive(r - a) * keys_kernel_naive(c - b) * float(image[a, b])
     return value
+
+
+def keys_warp_naive(image: np.ndarray, row_px: float, col_px: float, shape: tuple[int, int]) -> np.ndarray:
+    """The ``shape`` patch of ``image`` whose top-left lies at (row_px, col_px), by Keys
+    cubic interpolation of every pixel (:func:`keys_sample_naive`)."""
+    return np.array([[keys_sample_naive(image, row_px + i, col_px + j) for j in range(shape[1])]
+                     for i in range(shape[0])])
 
 
 def affine_ic_naive(

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.tracking.naive import keys_kernel_naive, keys_warp_naive
 from tracking.refine import (
     _REFINE_DIVERGED,
     _REFINE_NONFINITE,
@@ -19,16 +20,6 @@ from tracking.refine import (
     prepare_refinement,
 )
 from tracking.tracker import TemplateTracker
-
-
-def _keys_naive(s: float) -> float:
-    """Keys (1981) kernel, a = -0.5, at distance s from a tap."""
-    s = abs(s)
-    if s < 1.0:
-        return 1.5 * s**3 - 2.5 * s**2 + 1.0
-    if s < 2.0:
-        return -0.5 * s**3 + 2.5 * s**2 - 4.0 * s + 2.0
-    return 0.0
 
 
 def _scene(shape: tuple[int, int], centre: tuple[float, float]) -> np.ndarray:
@@ -50,16 +41,7 @@ def _refine_naive(image, tmpl, grad_r, grad_c, row0, col0, d_row, d_col):  # typ
     hinv = np.linalg.inv(hess)
     for _ in range(REFINE_MAX_ITER):
         pr, pc = row0 + d_row, col0 + d_col
-        ir, ic = math.floor(pr), math.floor(pc)
-        warped = np.zeros((h, w))
-        for i in range(h):
-            for j in range(w):
-                v = 0.0
-                for a in range(-1, 3):
-                    for b in range(-1, 3):
-                        v += (_keys_naive(pr - ir - a) * _keys_naive(pc - ic - b)
-                              * float(image[ir + i + a, ic + j + b]))
-                warped[i, j] = v
+        warped = keys_warp_naive(image, pr, pc, (h, w))
         wz = warped - warped.mean()
         gain = np.sum(wz * tz) / np.sum(tz * tz)
         e = wz - gain * tz
@@ -78,7 +60,7 @@ def test_keys_weights_hand_computed() -> None:
 
 @pytest.mark.parametrize("t", np.linspace(0.0, 0.999, 17))
 def test_keys_weights_match_the_kernel_and_sum_to_one(t: float) -> None:
-    expected = [_keys_naive(t + 1.0), _keys_naive(t), _keys_naive(1.0 - t), _keys_naive(2.0 - t)]
+    expected = [keys_kernel_naive(t + 1.0), keys_kernel_naive(t), keys_kernel_naive(1.0 - t), keys_kernel_naive(2.0 - t)]
     np.testing.assert_allclose(keys_weights(t), expected, atol=1e-14)
     assert keys_weights(t).sum() == pytest.approx(1.0, abs=1e-14)
 
@@ -187,16 +169,7 @@ def _weighted_refine_naive(image, tmpl, grad_r, grad_c, weight, row0, col0, d_ro
     hinv = np.linalg.inv(hess)
     for _ in range(REFINE_MAX_ITER):
         pr, pc = row0 + d_row, col0 + d_col
-        ir, ic = math.floor(pr), math.floor(pc)
-        warped = np.zeros((h, w))
-        for i in range(h):
-            for j in range(w):
-                v = 0.0
-                for a in range(-1, 3):
-                    for b in range(-1, 3):
-                        v += (_keys_naive(pr - ir - a) * _keys_naive(pc - ic - b)
-                              * float(image[ir + i + a, ic + j + b]))
-                warped[i, j] = v
+        warped = keys_warp_naive(image, pr, pc, (h, w))
         m = (weight * warped).sum() / sw
         gain = np.sum(weight * (warped - m) * tz) / np.sum(weight * tz * tz)
         e = warped - m - gain * tz
