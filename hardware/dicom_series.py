@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hardware.errors import InputError
+from hardware.plane_geometry import PlaneGeometry
 
 if TYPE_CHECKING:
     import pydicom
@@ -87,6 +88,10 @@ class DicomSeries:
         Whether ``times_s`` come from ``AcquisitionTime`` (else from index / fps).
     paths : tuple of Path
         The file of each frame, in frame order.
+    geometry : PlaneGeometry or None
+        Where the frames lie in the patient (first frame's ``ImagePositionPatient``,
+        ``ImageOrientationPatient``, ``PixelSpacing``, ``FrameOfReferenceUID`` and
+        ``SliceThickness``), or None when the files do not carry position and orientation.
     """
 
     folder: Path
@@ -97,6 +102,7 @@ class DicomSeries:
     fps: float
     times_from_file: bool
     paths: tuple[Path, ...]
+    geometry: PlaneGeometry | None = None
 
 
 @dataclass(slots=True)
@@ -112,6 +118,11 @@ class _Slice:
     raw: np.ndarray  # (H, W) as stored
     slope: float
     intercept: float
+    position_mm: tuple[float, ...] | None = None  # ImagePositionPatient
+    orientation: tuple[float, ...] | None = None  # ImageOrientationPatient
+    frame_of_reference_uid: str | None = None
+    slice_thickness_mm: float | None = None
+    slice_location_mm: float | None = None
 
 
 def is_ignored_name(name: str) -> bool:
@@ -256,6 +267,7 @@ def read_series(
         fps=series_fps,
         times_from_file=from_file,
         paths=tuple(s.path for s in ordered),
+        geometry=_plane_geometry(ordered, row_col, (int(frames.shape[1]), int(frames.shape[2]))),
     )
 
 
@@ -325,6 +337,11 @@ def _read_slice_checked(path: Path) -> _Slice:
             raise InputError(path, "PixelSpacing", f"{values}: must be two finite values > 0 mm (row, col)")
         spacing = (values[0], values[1])
 
+    position = _floats_or_none(path, ds, "ImagePositionPatient", 3)
+    orientation = _floats_or_none(path, ds, "ImageOrientationPatient", 6)
+    thickness = _floats_or_none(path, ds, "SliceThickness", 1)
+    location = _floats_or_none(path, ds, "SliceLocation", 1)
+
     slope = _float_or(path, ds, "RescaleSlope", 1.0)
     intercept = _float_or(path, ds, "RescaleIntercept", 0.0)
 
@@ -342,6 +359,11 @@ def _read_slice_checked(path: Path) -> _Slice:
         raw=raw,
         slope=slope,
         intercept=intercept,
+        position_mm=position,
+        orientation=orientation,
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or "").strip() or None,
+        slice_thickness_mm=thickness[0] if thickness is not None else None,
+        slice_location_mm=location[0] if location is not None else None,
     )
 
 
@@ -390,6 +412,52 @@ def _int_or_none(path: Path, ds: pydicom.Dataset, keyword: str) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         raise InputError(path, keyword, f"{value!r} is not an integer") from None
+
+
+def _floats_or_none(path: Path, ds: pydicom.Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+    """The ``n`` finite numbers of ``keyword``, None when absent or empty."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    # pydicom gives a multi-valued element as a list-like MultiValue, a single one as a number.
+    items = [value] if isinstance(value, (int, float)) else list(value)
+    try:
+        numbers = tuple(float(v) for v in items)
+    except (TypeError, ValueError) as exc:
+        raise InputError(path, keyword, f"not numbers ({exc})") from None
+    if len(numbers) != n or not all(math.isfinite(v) for v in numbers):
+        raise InputError(path, keyword, f"{list(numbers)}: must be {n} finite number{'s' if n > 1 else ''}")
+    return numbers
+
+
+def _plane_geometry(ordered: list[_Slice], row_col: tuple[float, float],
+                    shape: tuple[int, int]) -> PlaneGeometry | None:
+    """The series' plane (its first frame's), or None when position or orientation is absent."""
+    first = ordered[0]
+    if first.position_mm is None or first.orientation is None:
+        return None
+    try:
+        geometry = PlaneGeometry(np.array(first.position_mm), np.array(first.orientation[:3]),
+                                 np.array(first.orientation[3:]), row_col, shape,
+                                 frame_of_reference_uid=first.frame_of_reference_uid,
+                                 slice_thickness_mm=first.slice_thickness_mm,
+                                 slice_location_mm=first.slice_location_mm)
+    except ValueError as exc:
+        raise InputError(first.path, "ImageOrientationPatient", str(exc)) from None
+    for s in ordered[1:]:
+        if s.position_mm is None or s.orientation is None:
+            continue
+        try:
+            other = PlaneGeometry(np.array(s.position_mm), np.array(s.orientation[:3]), np.array(s.orientation[3:]),
+                                  row_col, shape)
+        except ValueError as exc:
+            raise InputError(s.path, "ImageOrientationPatient", str(exc)) from None
+        if not geometry.same_plane(other):
+            # A cine images one fixed plane; a moved plane is reported, and the first one used.
+            log.warning("%s: ImagePositionPatient / ImageOrientationPatient differ from the first frame's: the "
+                        "series' plane is taken from %s", s.path, first.path.name)
+            break
+    return geometry
 
 
 def _float_or(path: Path, ds: pydicom.Dataset, keyword: str, default: float) -> float:

@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from hardware.errors import InputError
+from hardware.plane_geometry import PlaneGeometry
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def write_series(
     series_description: str = "",
     slice_thickness_mm: float | None = None,
     start_time_of_day_s: float = DEFAULT_START_S,
+    geometry: PlaneGeometry | None = None,
 ) -> list[Path]:
     """Write frames as ``folder/image0001.dcm`` ... in frame order.
 
@@ -68,6 +70,11 @@ def write_series(
         Pixel spacing (row, col) in mm.
     uid_seed : str
         Makes the series and instance UIDs (same seed, same UIDs).
+    geometry : PlaneGeometry, optional
+        The frames' plane: written as ``ImagePositionPatient``, ``ImageOrientationPatient``,
+        ``SliceLocation`` (when known) and, when it has one, ``FrameOfReferenceUID`` (else
+        one is made from ``uid_seed``) and ``SliceThickness`` (unless given). Its spacing
+        and shape must match ``spacing_mm`` and the frames.
 
     Returns
     -------
@@ -105,6 +112,13 @@ def write_series(
     study_uid = generate_uid(prefix=UID_ROOT, entropy_srcs=[uid_seed, "study"])
     frame_uid = generate_uid(prefix=UID_ROOT, entropy_srcs=[uid_seed, "frame-of-reference"])
     n, rows, cols = frames.shape
+    if geometry is not None:
+        if geometry.shape != (rows, cols) or not np.allclose(geometry.spacing_mm, spacing_mm, rtol=1e-9, atol=0.0):
+            raise ValueError(f"geometry is {geometry.shape} px at {geometry.spacing_mm} mm but the frames are "
+                             f"{(rows, cols)} px at {tuple(spacing_mm)} mm")
+        frame_uid = geometry.frame_of_reference_uid or frame_uid
+        if slice_thickness_mm is None:
+            slice_thickness_mm = geometry.slice_thickness_mm
     paths: list[Path] = []
     width = max(4, len(str(n)))
     for i in range(n):
@@ -129,6 +143,11 @@ def write_series(
         if slice_thickness_mm is not None:
             ds.SliceThickness = _decimal_string(slice_thickness_mm)
         ds.PixelSpacing = [_decimal_string(spacing_mm[0]), _decimal_string(spacing_mm[1])]
+        if geometry is not None:
+            ds.ImagePositionPatient = [_decimal_string(v) for v in geometry.position_mm]
+            ds.ImageOrientationPatient = [_decimal_string(v) for v in geometry.orientation]
+            if geometry.slice_location_mm is not None:
+                ds.SliceLocation = _decimal_string(geometry.slice_location_mm)
         ds.Rows, ds.Columns = rows, cols
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"

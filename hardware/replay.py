@@ -8,6 +8,7 @@ at the recorded frame times.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -19,6 +20,7 @@ import numpy as np
 from hardware import cine_raw, dicom_series, roi_contours, sendexternal, trackrad
 from hardware.errors import InputError
 from hardware.frame import Frame
+from hardware.plane_geometry import PlaneGeometry
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +164,11 @@ class ReplaySource:
             if reference is None and labels is not None and labels[0].any():
                 reference = labels[0]
             name = f"{TRACKRAD} case {case.case_id}"
+            geometry = None  # a TrackRAD case gives no patient position or orientation
             timing = f"{rate:.3f} frames/s"
         elif self.format in (SENDEXTERNAL, CINE_RAW):
-            frames, times_s, rate, spacing, timing = _read_file_recording(self.path, self.format, fps, spacing_mm)
+            frames, times_s, rate, spacing, timing, geometry = _read_file_recording(self.path, self.format, fps,
+                                                                                   spacing_mm)
             labels, reference = None, None
             name = f"{self.format} file"
         else:
@@ -172,6 +176,7 @@ class ReplaySource:
             frames, labels, times_s = series.frames, None, series.times_s
             rate, spacing = series.fps, series.spacing_mm
             reference = None
+            geometry = series.geometry
             name = f"{DICOM} series {series.series_uid}"
             timing = f"{rate:.3f} frames/s ({'AcquisitionTime' if series.times_from_file else 'given rate'})"
 
@@ -191,6 +196,8 @@ class ReplaySource:
         for array in (frames, labels, times_s, reference, *self.reference_masks.values()):
             if array is not None:
                 array.flags.writeable = False
+        #: Where the frames lie in the patient (None when the recording does not say).
+        self.geometry: PlaneGeometry | None = geometry
         self._frames = frames
         self._labels = labels
         self.times_s = times_s
@@ -276,10 +283,12 @@ class ReplaySource:
 
 def _read_file_recording(
     path: Path, fmt: str, fps: float | None, spacing_mm: tuple[float, float] | None
-) -> tuple[np.ndarray, np.ndarray, float, tuple[float, float], str]:
-    """Frames (T, H, W) float32, times (s), rate (frames/s), spacing (row, col) mm and a
-    timing description of a ``.dat`` or ``.raw`` file."""
+) -> tuple[np.ndarray, np.ndarray, float, tuple[float, float], str, PlaneGeometry | None]:
+    """Frames (T, H, W) float32, times (s), rate (frames/s), spacing (row, col) mm, a
+    timing description and the plane (first record's; None for ``.raw``) of a ``.dat`` or
+    ``.raw`` file."""
     file_times: np.ndarray | None = None
+    geometry: PlaneGeometry | None = None
     if fmt == SENDEXTERNAL:
         records = sendexternal.read_dat(path)
         first = records[0]
@@ -290,6 +299,7 @@ def _read_file_recording(
                                  "a recording keeps one geometry")
         frames = np.stack([r.pixels for r in records]).astype(np.float32)
         file_spacing = first.spacing_mm
+        geometry = first.geometry
         stamped = [r.acquisition_time_s is not None for r in records]
         if any(stamped) and not all(stamped):
             i = stamped.index(False)
@@ -307,11 +317,14 @@ def _read_file_recording(
         if not np.allclose(spacing_mm, file_spacing, rtol=1e-6, atol=0.0):
             log.warning("%s: the file gives pixel spacing %s mm; using the %s mm given", path, file_spacing, spacing_mm)
         spacing = spacing_mm
+        if geometry is not None:
+            geometry = dataclasses.replace(geometry, spacing_mm=tuple(spacing_mm))
     n = frames.shape[0]
     if fps is not None:
         if file_times is not None:
             log.warning("%s: replacing the recorded frame times by index / %g fps as given", path, fps)
-        return frames, np.arange(n, dtype=np.float64) / fps, float(fps), spacing, f"{fps:.3f} frames/s (given rate)"
+        return (frames, np.arange(n, dtype=np.float64) / fps, float(fps), spacing, f"{fps:.3f} frames/s (given rate)",
+                geometry)
     if file_times is None:
         what = "a .raw file has no frame times" if fmt == CINE_RAW else (
             f"the records carry no {sendexternal.ACQUISITION_TIME_KEY}, so frame times are unknown")
@@ -321,7 +334,7 @@ def _read_file_recording(
         raise InputError(path, sendexternal.ACQUISITION_TIME_KEY, "frame times must increase from record to record "
                          "(and a single frame gives no rate): pass the frame rate (--fps)")
     rate = 1.0 / float(np.median(intervals))
-    return frames, file_times, rate, spacing, f"{rate:.3f} frames/s ({sendexternal.ACQUISITION_TIME_KEY})"
+    return frames, file_times, rate, spacing, f"{rate:.3f} frames/s ({sendexternal.ACQUISITION_TIME_KEY})", geometry
 
 
 def _contour_masks(path: Path, shape: tuple[int, int, int]) -> dict[int, np.ndarray]:

@@ -41,7 +41,26 @@ Inferred (this project's reading; the scripts do not say):
 - A value extends from its ``=`` to the whitespace before the next ``key =`` (or the end
   of the header), so a value may contain spaces (e.g. a sequence description).
 
+What the encoder writes, so that the published reader reads every file (it stops at the
+first of its keys that is missing; ``tests/hardware/test_sendexternal_octave.py`` runs a
+reader with its parsing rules in Octave on a real series):
+
+- every key that reader parses (:data:`READER_KEYS`): the sizes, ``PixelSpacing.0/1``,
+  ``SliceThickness``, ``SliceLocation``, ``PosVec.0/1/2`` and ``SequenceDescription``, with
+  true values when the source knows them (a DICOM series' ``ImagePositionPatient``,
+  ``ImageOrientationPatient``, ``SliceThickness``, ``SliceLocation``, ``PixelSpacing``) and
+  the documented defaults otherwise (:data:`DEFAULT_POSITION`,
+  :data:`DEFAULT_SLICE_THICKNESS_MM`, :data:`DEFAULT_SLICE_LOCATION`,
+  :data:`DEFAULT_SEQUENCE_DESCRIPTION`);
+- ``DICOM.RowVec.0/1/2`` and ``DICOM.ColVec.0/1/2`` when the orientation is known, as the
+  vendor-derived DICOM-to-SendExternal script writes them, with ``PosVec`` as the centre
+  of the frame (see :mod:`hardware.plane_geometry`). That RowVec / ColVec describe the
+  *displayed* frame (after the mirror) is this project's reading.
+
 The project's own extensions:
+
+- ``Maestro.Defaulted`` (:data:`DEFAULTED_KEY`): the reader keys written as defaults,
+  which the decoder gives back as unknown, so a round trip loses nothing and adds nothing.
 
 - ``Maestro.AcquisitionTime_s`` (:data:`ACQUISITION_TIME_KEY`): the frame's acquisition
   time in s from the start of the series, written by this project's encoder so that a
@@ -69,6 +88,7 @@ import numpy as np
 
 from hardware.errors import InputError
 from hardware.format_errors import FormatError
+from hardware.plane_geometry import PlaneGeometry
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +108,36 @@ POSITION_KEYS = ("DICOM.PosVec.0", "DICOM.PosVec.1", "DICOM.PosVec.2")
 SLICE_THICKNESS_KEY = "DICOM.SliceThickness"
 SLICE_LOCATION_KEY = "DICOM.SliceLocation"
 SEQUENCE_DESCRIPTION_KEY = "DICOM.SequenceDescription"
+ROW_VECTOR_KEYS = ("DICOM.RowVec.0", "DICOM.RowVec.1", "DICOM.RowVec.2")
+COL_VECTOR_KEYS = ("DICOM.ColVec.0", "DICOM.ColVec.1", "DICOM.ColVec.2")
 #: The project's own header key: acquisition time in s from the start of the series.
 ACQUISITION_TIME_KEY = "Maestro.AcquisitionTime_s"
+#: The project's own header key: which of the written reader keys hold a default, not a
+#: known value (comma-separated names without the ``DICOM.`` prefix, so that a reader
+#: searching the header for ``DICOM.PosVec.0`` finds the key only once).
+DEFAULTED_KEY = "Maestro.Defaulted"
+
+#: What the encoder writes for a reader key whose value the record does not know. The
+#: published reader needs every one of them (it stops at the first one missing); the
+#: names of the defaulted ones go in :data:`DEFAULTED_KEY`, and the decoder gives them
+#: back as unknown (None).
+DEFAULT_POSITION: tuple[float, float, float] = (0.0, 0.0, 0.0)
+#: The MRIdian cine's slice thickness at both frame rates (mm; ../shared/docs/domain.md).
+DEFAULT_SLICE_THICKNESS_MM = 7.0
+DEFAULT_SLICE_LOCATION = 0.0
+DEFAULT_SEQUENCE_DESCRIPTION = "unknown"
 
 #: Keys every record must carry.
 REQUIRED_KEYS: tuple[str, ...] = (ROWS_KEY, COLS_KEY, *SPACING_KEYS)
 #: Keys whose values the record holds as typed fields.
 TYPED_KEYS: frozenset[str] = frozenset(
     {ROWS_KEY, COLS_KEY, *SPACING_KEYS, *POSITION_KEYS, SLICE_THICKNESS_KEY, SLICE_LOCATION_KEY,
-     SEQUENCE_DESCRIPTION_KEY, ACQUISITION_TIME_KEY}
+     SEQUENCE_DESCRIPTION_KEY, *ROW_VECTOR_KEYS, *COL_VECTOR_KEYS, ACQUISITION_TIME_KEY, DEFAULTED_KEY}
 )
+#: Keys the published reader (``ConvertSendExternalToMatlabVolume.m``) parses: the encoder
+#: writes all of them, with a default where the value is unknown.
+READER_KEYS: tuple[str, ...] = (ROWS_KEY, COLS_KEY, *POSITION_KEYS, SLICE_THICKNESS_KEY, SLICE_LOCATION_KEY,
+                                *SPACING_KEYS, SEQUENCE_DESCRIPTION_KEY)
 
 _PREFIX = struct.Struct("<ii")
 PREFIX_BYTES = _PREFIX.size
@@ -143,6 +183,11 @@ class SendExternalRecord:
         ``DICOM.SliceLocation``, when present.
     sequence_description : str or None
         ``DICOM.SequenceDescription``, when present.
+    row_direction, col_direction : (float, float, float) or None
+        ``DICOM.RowVec.0/1/2`` and ``DICOM.ColVec.0/1/2``: the patient direction along a
+        row and along a column of the displayed frame (DICOM ``ImageOrientationPatient``
+        order), when present. With ``position`` they give the frame's plane
+        (:attr:`geometry`).
     acquisition_time_s : float or None
         ``Maestro.AcquisitionTime_s`` (the project's extension), when present.
     metadata : mapping of str to str, read-only
@@ -159,6 +204,8 @@ class SendExternalRecord:
     sequence_description: str | None = None
     acquisition_time_s: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    row_direction: tuple[float, float, float] | None = None
+    col_direction: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         pixels = self.pixels
@@ -181,11 +228,15 @@ class SendExternalRecord:
             if not (math.isfinite(t) and 0.0 <= t <= MAX_SPACING_MM):
                 raise ValueError(f"slice_thickness_mm must be finite in [0, {MAX_SPACING_MM:g}] mm, got {t!r}")
             object.__setattr__(self, "slice_thickness_mm", t)
-        if self.position is not None:
-            pos = tuple(float(v) for v in self.position)
-            if len(pos) != 3 or not all(math.isfinite(v) for v in pos):
-                raise ValueError(f"position must be three finite values, got {self.position!r}")
-            object.__setattr__(self, "position", pos)
+        for name in ("position", "row_direction", "col_direction"):
+            value3 = getattr(self, name)
+            if value3 is not None:
+                vec = tuple(float(v) for v in value3)
+                if len(vec) != 3 or not all(math.isfinite(v) for v in vec):
+                    raise ValueError(f"{name} must be three finite values, got {value3!r}")
+                object.__setattr__(self, name, vec)
+        if (self.row_direction is None) != (self.col_direction is None):
+            raise ValueError("row_direction and col_direction go together: give both or neither")
         for name in ("slice_location", "acquisition_time_s"):
             value = getattr(self, name)
             if value is not None:
@@ -214,6 +265,41 @@ class SendExternalRecord:
         """(rows, cols) of the frame."""
         return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
 
+    @property
+    def geometry(self) -> PlaneGeometry | None:
+        """The frame's plane in the patient, when the record gives position and directions.
+
+        ``DICOM.PosVec`` is read as the centre of pixel (rows / 2, cols / 2), the
+        convention of the vendor-derived DICOM-to-SendExternal script (see
+        :mod:`hardware.plane_geometry`). The record carries no frame of reference.
+
+        Raises
+        ------
+        ValueError
+            When the directions are not orthogonal unit vectors.
+        """
+        if self.position is None or self.row_direction is None or self.col_direction is None:
+            return None
+        return PlaneGeometry.from_centre(self.position, self.row_direction, self.col_direction, self.spacing_mm,
+                                         self.shape, slice_thickness_mm=self.slice_thickness_mm,
+                                         slice_location_mm=self.slice_location)
+
+
+def geometry_fields(geometry: PlaneGeometry) -> dict[str, object]:
+    """The :class:`SendExternalRecord` fields that carry ``geometry`` (keyword arguments).
+
+    ``slice_location`` is the geometry's ``SliceLocation`` when the source gave one, else
+    its position along the patient axis closest to the normal.
+    """
+    return {
+        "position": tuple(geometry.centre_mm.tolist()),
+        "row_direction": tuple(geometry.row_direction.tolist()),
+        "col_direction": tuple(geometry.col_direction.tolist()),
+        "slice_thickness_mm": geometry.slice_thickness_mm,
+        "slice_location": (geometry.slice_location_mm if geometry.slice_location_mm is not None
+                           else geometry.axis_location_mm),
+    }
+
 
 def _is_printable_ascii(text: str) -> bool:
     return all(" " <= ch <= "~" for ch in text)
@@ -226,24 +312,43 @@ def _format_float(value: float) -> str:
 
 
 def header_entries(record: SendExternalRecord) -> list[tuple[str, str]]:
-    """The (key, value) entries :func:`encode_record` writes, in order."""
+    """The (key, value) entries :func:`encode_record` writes, in order.
+
+    Every key the published reader parses (:data:`READER_KEYS`) is written; an unknown
+    value is written as its documented default (``DEFAULT_*``) and named in
+    :data:`DEFAULTED_KEY`. The sequence description comes before the other ``DICOM.`` keys
+    because the reader takes its value up to the next ``DICOM.``.
+    """
     rows, cols = record.shape
+    defaulted: list[str] = []
+
+    def known(value: object, default: object, key: str) -> object:
+        if value is None:
+            defaulted.append(key.removeprefix("DICOM."))
+            return default
+        return value
+
+    description = known(record.sequence_description, DEFAULT_SEQUENCE_DESCRIPTION, SEQUENCE_DESCRIPTION_KEY)
+    thickness = known(record.slice_thickness_mm, DEFAULT_SLICE_THICKNESS_MM, SLICE_THICKNESS_KEY)
+    location = known(record.slice_location, DEFAULT_SLICE_LOCATION, SLICE_LOCATION_KEY)
+    position = known(record.position, DEFAULT_POSITION, "DICOM.PosVec")
     entries = [
         (ROWS_KEY, str(rows)),
         (COLS_KEY, str(cols)),
+        (SEQUENCE_DESCRIPTION_KEY, str(description)),
         (SPACING_KEYS[0], _format_float(record.spacing_mm[0])),
         (SPACING_KEYS[1], _format_float(record.spacing_mm[1])),
+        (SLICE_THICKNESS_KEY, _format_float(thickness)),  # type: ignore[arg-type]
+        (SLICE_LOCATION_KEY, _format_float(location)),  # type: ignore[arg-type]
     ]
-    if record.position is not None:
-        entries += [(k, _format_float(v)) for k, v in zip(POSITION_KEYS, record.position)]
-    if record.slice_thickness_mm is not None:
-        entries.append((SLICE_THICKNESS_KEY, _format_float(record.slice_thickness_mm)))
-    if record.slice_location is not None:
-        entries.append((SLICE_LOCATION_KEY, _format_float(record.slice_location)))
-    if record.sequence_description is not None:
-        entries.append((SEQUENCE_DESCRIPTION_KEY, record.sequence_description))
+    if record.row_direction is not None and record.col_direction is not None:
+        entries += [(k, _format_float(v)) for k, v in zip(ROW_VECTOR_KEYS, record.row_direction)]
+        entries += [(k, _format_float(v)) for k, v in zip(COL_VECTOR_KEYS, record.col_direction)]
+    entries += [(k, _format_float(v)) for k, v in zip(POSITION_KEYS, position)]  # type: ignore[call-overload]
     if record.acquisition_time_s is not None:
         entries.append((ACQUISITION_TIME_KEY, _format_float(record.acquisition_time_s)))
+    if defaulted:
+        entries.append((DEFAULTED_KEY, ",".join(defaulted)))
     entries += [(k, v) for k, v in record.metadata.items() if k not in TYPED_KEYS]
     return entries
 
@@ -394,6 +499,8 @@ class SendExternalDecoder:
             sequence_description=fields["description"],
             acquisition_time_s=fields["time"],
             metadata=fields["metadata"],
+            row_direction=fields["row_direction"],
+            col_direction=fields["col_direction"],
         )
 
     def _parse_header(self, raw: bytes, base: int) -> dict[str, object]:
@@ -458,14 +565,35 @@ class SendExternalDecoder:
             raise self._error(base, missing[0], f"missing while {', '.join(present)} is present: a position needs "
                               "all three components")
         position = tuple(number(k) for k in POSITION_KEYS) if present else None
+        directions = []
+        for keys in (ROW_VECTOR_KEYS, COL_VECTOR_KEYS):
+            have = [k for k in keys if k in entries]
+            if have and len(have) != 3:
+                missing = [k for k in keys if k not in entries]
+                raise self._error(base, missing[0], f"missing while {', '.join(have)} is present: a direction needs "
+                                  "all three components")
+            directions.append(tuple(number(k) for k in keys) if have else None)
+        if (directions[0] is None) != (directions[1] is None):
+            key = (ROW_VECTOR_KEYS if directions[0] is None else COL_VECTOR_KEYS)[0]
+            raise self._error(base, key, "missing: DICOM.RowVec and DICOM.ColVec go together")
+        if directions[0] is not None:
+            try:
+                PlaneGeometry(np.zeros(3), np.array(directions[0]), np.array(directions[1]), spacing, (rows, cols))
+            except ValueError as exc:
+                raise self._error(where[ROW_VECTOR_KEYS[0]], "DICOM.RowVec/ColVec", str(exc)) from None
+        # Values this project's encoder wrote as defaults are unknown, not values.
+        defaulted = {"DICOM." + name.strip() for name in entries.get(DEFAULTED_KEY, "").split(",") if name.strip()}
+        description = entries.get(SEQUENCE_DESCRIPTION_KEY)
         return {
             "rows": rows,
             "cols": cols,
             "spacing": spacing,
-            "thickness": thickness,
-            "position": position,
-            "location": optional(SLICE_LOCATION_KEY),
-            "description": entries.get(SEQUENCE_DESCRIPTION_KEY),
+            "thickness": None if SLICE_THICKNESS_KEY in defaulted else thickness,
+            "position": None if "DICOM.PosVec" in defaulted else position,
+            "location": None if SLICE_LOCATION_KEY in defaulted else optional(SLICE_LOCATION_KEY),
+            "description": None if SEQUENCE_DESCRIPTION_KEY in defaulted else description,
+            "row_direction": directions[0],
+            "col_direction": directions[1],
             "time": optional(ACQUISITION_TIME_KEY),
             "metadata": entries,
         }

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware.errors import InputError
+from hardware.plane_geometry import PlaneGeometry
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Recording:
         Per-frame target masks, when the recording has them.
     first_label : (H, W) bool ndarray or None
         The first frame's target mask, when known.
+    geometry : PlaneGeometry or None
+        Where the frames lie in the patient, when the recording says.
     """
 
     frames: np.ndarray
@@ -55,6 +58,7 @@ class Recording:
     spacing_mm: tuple[float, float]
     labels: np.ndarray | None
     first_label: np.ndarray | None
+    geometry: PlaneGeometry | None = None
 
 
 def read_recording(path: Path, *, fps: float | None = None, spacing_mm: tuple[float, float] | None = None,
@@ -75,6 +79,7 @@ def read_recording(path: Path, *, fps: float | None = None, spacing_mm: tuple[fl
             spacing_mm=source.spacing_mm,
             labels=labels,
             first_label=source.reference_label,
+            geometry=source.geometry,
         )
 
 
@@ -97,8 +102,12 @@ def write_recording(rec: Recording, source: Path, out: Path, fmt: str) -> str:
     if fmt == "dat":
         from hardware.sendexternal import SendExternalRecord, write_dat
 
+        from hardware.sendexternal import geometry_fields
+
         pixels = integer_frames(source, rec.frames, np.int16, "SendExternal (.dat)")
-        write_dat(out, (SendExternalRecord(pixels[i], rec.spacing_mm, acquisition_time_s=float(rec.times_s[i]))
+        plane = geometry_fields(rec.geometry) if rec.geometry is not None else {}
+        write_dat(out, (SendExternalRecord(pixels[i], rec.spacing_mm, acquisition_time_s=float(rec.times_s[i]),
+                                           **plane)  # type: ignore[arg-type]
                         for i in range(n)))
     elif fmt == "raw":
         from hardware.cine_raw import write_raw
@@ -122,7 +131,8 @@ def write_recording(rec: Recording, source: Path, out: Path, fmt: str) -> str:
             frames = integer_frames(source, rec.frames, np.int16, "DICOM (16-bit)")
         else:
             frames = integer_frames(source, rec.frames, np.uint16, "DICOM (16-bit)")
-        write_series(out, frames, rec.times_s, rec.spacing_mm, uid_seed=f"maestro convert {source.name} {out.name}")
+        write_series(out, frames, rec.times_s, rec.spacing_mm, uid_seed=f"maestro convert {source.name} {out.name}",
+                     geometry=rec.geometry)
     else:  # pragma: no cover - the parser restricts fmt
         raise ValueError(f"unknown format {fmt!r}")
     return (f"{n} frames {h}x{w} at {rec.spacing_mm[0]:.4g}x{rec.spacing_mm[1]:.4g} mm, {rec.fps:.4g} frames/s"
