@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gating.uncertainty import DEFAULT_UNCERTAINTY_MM, away_from_reference_mm
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -302,6 +304,7 @@ def evaluate_gating(
     margin_mm: float = 3.0,
     threshold_pct: float = 10.0,
     excursions: object = (),
+    uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM,
 ) -> GatingAccuracy:
     """Replay the gate's decisions on tracked positions with the beam one latency late.
 
@@ -333,8 +336,8 @@ def evaluate_gating(
         truly_in.append(true_in)
         if ok:
             pred = predictor.update(t[k], *pos)
-            on.append(geometry.outside_pct(*pos) <= threshold_pct)
-            on_pred.append(geometry.outside_pct(*pred) <= threshold_pct)
+            on.append(geometry.outside_pct(*away_from_reference_mm(*pos, uncertainty_mm)) <= threshold_pct)
+            on_pred.append(geometry.outside_pct(*away_from_reference_mm(*pred, uncertainty_mm)) <= threshold_pct)
         else:
             on.append(False)
             on_pred.append(False)
@@ -381,10 +384,15 @@ class RealisticAccuracy:
     wrong_on_5 : int
         Beam-on frames with the true target more than the threshold + 5 points outside.
     bound_on_2_pct : float
-        ``wrong_on_2_pct`` of a perfect rigid tracker: the gate fed the lesion's true
-        centroid displacement. What remains there is the gate's model of the target (the
-        reference mask, moved rigidly) against the true, deforming lesion, which no
-        tracker removes.
+        ``wrong_on_2_pct`` of a perfect rigid tracker without the uncertainty allowance:
+        the gate fed the lesion's true centroid displacement. What remains there is the
+        gate's model of the target (the reference mask, moved rigidly) against the true,
+        deforming lesion, which no tracker removes.
+    duty_pct : float
+        Share of frames with the beam on (%): what the gate, with its allowance, delivers.
+    ideal_duty_pct : float
+        Share of frames with the true target within the threshold (%): the duty cycle of
+        a gate that knew the truth.
     """
 
     case: str
@@ -405,6 +413,8 @@ class RealisticAccuracy:
     wrong_on_2_pct: float
     wrong_on_5: int
     bound_on_2_pct: float
+    duty_pct: float
+    ideal_duty_pct: float
 
 
 def evaluate_realistic(
@@ -417,11 +427,13 @@ def evaluate_realistic(
     confidence_floor: float = 0.5,
     margin_mm: float = 3.0,
     threshold_pct: float = 10.0,
+    uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM,
 ) -> RealisticAccuracy:
     """Track one realistic case with replay's defaults and score it against its truth.
 
     The gate's inputs are computed as the session does (outside_pct of the translated,
-    or with ``deformable`` the propagated, reference target); the truth's outside_pct
+    or with ``deformable`` the propagated, reference target, moved ``uncertainty_mm``
+    further from the reference as the session's allowance does); the truth's outside_pct
     is that of the exact warped lesion (the phantom's 5 x 5 sub-samples per pixel
     inside it, :meth:`MotionPhantom.lesion_sample_points_px`) against the gating
     boundary of the reference target.
@@ -462,12 +474,16 @@ def evaluate_realistic(
                     c = propagated_centroid_px(c0, affine)
                     row_mm, col_mm = (c[0] - c0[0]) * spacing[0], (c[1] - c0[1]) * spacing[1]
                     mask = propagate_mask(ref, affine)
-                    outside = deformed.outside_pct(affine)
+                    far_row, far_col = away_from_reference_mm(row_mm, col_mm, uncertainty_mm)
+                    judged = affine.copy()
+                    judged[0, 2] += (far_row - row_mm) / spacing[0]
+                    judged[1, 2] += (far_col - col_mm) / spacing[1]
+                    outside = deformed.outside_pct(judged)
                 else:
                     flag = True
             else:
                 mask = moved_mask(ref, r.row_px, r.col_px)
-                outside = geometry_ref.outside_pct(row_mm, col_mm)
+                outside = geometry_ref.outside_pct(*away_from_reference_mm(row_mm, col_mm, uncertainty_mm))
         k = f.index
         err = math.hypot(row_mm - phantom.trajectory_mm[k, 0], col_mm - phantom.trajectory_mm[k, 1]) if r.valid else math.inf
         errors.append(err)
@@ -508,27 +524,31 @@ def evaluate_realistic(
         wrong_on_2_pct=100.0 * float(np.mean(true_a[on_a] > threshold_pct + 2.0)) if n_on else 0.0,
         wrong_on_5=int(np.count_nonzero(true_a[on_a] > threshold_pct + 5.0)),
         bound_on_2_pct=100.0 * float(np.mean(true_a[perfect_a] > threshold_pct + 2.0)) if perfect_a.any() else 0.0,
+        duty_pct=100.0 * float(on_a.mean()),
+        ideal_duty_pct=100.0 * float(np.mean(true_a <= threshold_pct)),
     )
 
 
 def format_realistic_table(rows: list[RealisticAccuracy]) -> str:
     head = (
         f"{'case':<18} {'role':<8} {'geometry':<13} {'mode':<10} {'lesion':>6} {'mean':>5} {'p95':>5} {'max*':>5} "
-        f"{'>2mm':>4} {'flag%':>6} {'held%':>6} {'dice':>5} {'hd95':>5} {'msd':>5} {'on>+2':>6} {'on>+5':>5} {'bound':>6}"
+        f"{'>2mm':>4} {'flag%':>6} {'held%':>6} {'dice':>5} {'hd95':>5} {'msd':>5} {'on>+2':>6} {'on>+5':>5} {'bound':>6} {'duty':>6} {'ideal':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.case:<18} {r.role:<8} {r.geometry:<13} {r.mode:<10} {r.lesion_mm:6.1f} {r.mean_mm:5.2f} {r.p95_mm:5.2f} "
             f"{r.max_unflagged_mm:5.2f} {r.large:4d} {r.large_flagged_pct:6.1f} {r.flagged_pct:6.1f} {r.dice:5.3f} "
-            f"{r.hd95_mm:5.2f} {r.msd_mm:5.2f} {r.wrong_on_2_pct:5.1f}% {r.wrong_on_5:5d} {r.bound_on_2_pct:5.1f}%"
+            f"{r.hd95_mm:5.2f} {r.msd_mm:5.2f} {r.wrong_on_2_pct:5.1f}% {r.wrong_on_5:5d} {r.bound_on_2_pct:5.1f}% {r.duty_pct:5.1f}% {r.ideal_duty_pct:5.1f}%"
         )
     lines.append(
         "errors in mm over frames not held (mean, p95, max*); >2mm over every frame; flag% = share of those held; "
         "held% = frames held by the tracker's flags; dice/hd95/msd (TrackRAD2025, 1 mm grid); on>+2 = share of "
         "beam-on frames with the true target > threshold + 2 points outside, on>+5 = such frames > + 5 points "
         "(3 mm / 10 %, truth from the exact warped lesion); bound = on>+2 of a perfect rigid tracker (the gate fed "
-        "the true displacement): what the rigid gate's model of the target leaves"
+        "the true displacement, no allowance): what the rigid gate's model of the target leaves; duty = share of "
+        "frames with the beam on (with the uncertainty allowance); ideal = share with the true target within the "
+        "threshold"
     )
     return "\n".join(lines)
 
@@ -618,6 +638,8 @@ def add_parser(subparsers) -> None:  # type: ignore[no-untyped-def]
     ap.add_argument("--references", type=_count, default=1,
                     help="reference templates from different breathing phases (default 1 = the fixed reference)")
     ap.add_argument("--margin-mm", type=_number(0.0), default=3.0)
+    ap.add_argument("--uncertainty-mm", type=_number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
+                    help="the gate's position-uncertainty allowance (mm, default 1, as maestro replay)")
     ap.add_argument("--excursion-mm", type=_number(0.0, high=60.0), default=0.0,
                     help="stress test: add two sudden SI shifts of this size (held 1.5 s, then back) "
                          "to every session, to see the tracker lose the target, flag it and find it again")
@@ -645,7 +667,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         seconds = min(args.seconds, 80.0)
         rows = [
             evaluate_realistic(case.name, geo, seconds, args.seed, deformable, args.realistic,
-                               args.confidence_floor, args.margin_mm, args.threshold_pct)
+                               args.confidence_floor, args.margin_mm, args.threshold_pct, args.uncertainty_mm)
             for case in MOTION_CASES for geo in geos for deformable in (False, True)
         ]
         print(f"Realistic cases (lesions in the motion field of {args.realistic.name}, {seconds:g} s each, "
@@ -672,7 +694,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
             spacing = (GEOMETRIES[geo].spacing_mm,) * 2
             gating_rows.append(
                 evaluate_gating(acc, trace, ref, spacing, GEOMETRIES[geo].fps, args.latency_ms,
-                                args.margin_mm, args.threshold_pct, excursions)
+                                args.margin_mm, args.threshold_pct, excursions, args.uncertainty_mm)
             )
             log.info("%s %s: mean %.2f mm", trace.name, geo, acc.mean_mm)
     print(

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from gating.uncertainty import DEFAULT_UNCERTAINTY_MM
 from hardware import InputError, SimulatedBeam
 
 log = logging.getLogger("maestro")
@@ -154,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--predict-ms", type=_number(0.0, high=2000.0), default=0.0,
                    help="decide on the target position predicted this far ahead, e.g. the system latency "
                         "(ms, 0-2000; default 0 = no prediction)")
+    g.add_argument("--uncertainty-mm", type=_number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
+                   help="position-uncertainty allowance: judge the target as if this much further from its "
+                        "reference position, along its displacement (mm, default 1: the tracker's p95 error "
+                        "budget; 0 = judge it where tracked)")
     t = rp.add_argument_group("tracking")
     t.add_argument("--context-mm", type=_number(0.0), default=20.0,
                    help="context around the target's bounding box in the template (mm, default 20)")

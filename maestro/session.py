@@ -26,6 +26,7 @@ import numpy as np
 
 from gating.boundary import GatingGeometry
 from gating.centroid import mask_centroid_px
+from gating.uncertainty import DEFAULT_UNCERTAINTY_MM, away_from_reference_mm
 from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig, GateDecision
 from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro.recording import FrameRecord, SessionRecorder
@@ -88,6 +89,10 @@ class SessionConfig:
         system latency, ms) by :class:`tracking.predict.RidgeARPredictor` from the
         tracked positions, instead of the position tracked on the frame; 0 = no
         prediction. ``outside_pct`` is then that of the predicted position.
+    uncertainty_mm : float
+        The position-uncertainty allowance (mm): the gate judges the target at its
+        displacement (tracked, propagated or predicted) moved this much further from the
+        reference (:mod:`gating.uncertainty`). ``outside_pct`` is that of the moved target.
     deformable : bool
         The deformable mode, for targets that change shape: after the rigid match, the
         reference target is propagated by an affine registration of the region around
@@ -108,6 +113,7 @@ class SessionConfig:
     target_box: tuple[int, int, int, int] | None = None
     watchdog_periods: float | None = 2.0
     predict_ms: float = 0.0
+    uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM
     deformable: bool = True
 
     def gate_config(self) -> GateConfig:
@@ -399,7 +405,11 @@ class GatingSession:
     def _outside_pct(self, geometry: GatingGeometry, extra_row_mm: float, extra_col_mm: float, row_mm: float, col_mm: float) -> float:
         """Outside percentage of the tracked target: translated (rigid), or propagated by
         the last affine moved by (extra_row_mm, extra_col_mm) (deformable: the
-        prediction's offset)."""
+        prediction's offset), after the uncertainty allowance moved it further away."""
+        far_row_mm, far_col_mm = away_from_reference_mm(row_mm, col_mm, self.config.uncertainty_mm)
+        extra_row_mm += far_row_mm - row_mm
+        extra_col_mm += far_col_mm - col_mm
+        row_mm, col_mm = far_row_mm, far_col_mm
         affine = self.last_affine
         if affine is None:
             return geometry.outside_pct(row_mm, col_mm)

@@ -48,6 +48,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from gating.uncertainty import DEFAULT_UNCERTAINTY_MM, away_from_reference_mm
+
 log = logging.getLogger(__name__)
 
 #: The clinically used settings marked on the sweep plots (margin mm, threshold %):
@@ -70,6 +72,9 @@ class ValidationSettings:
         ``maestro replay --predict-ms`` does); 0 gates on the tracked position.
     confidence_floor, beam_on_delay_ms, beam_on_delay_frames, max_frame_age_ms :
         Gate settings shared by every configuration (see ``maestro replay``).
+    uncertainty_mm : float
+        The gate's position-uncertainty allowance (mm, see :mod:`gating.uncertainty`),
+        shared by every configuration.
     context_mm, search_mm : float
         Tracker settings.
     target_box : (int, int, int, int) or None
@@ -88,6 +93,7 @@ class ValidationSettings:
     beam_on_delay_ms: float = 0.0
     beam_on_delay_frames: int = 0
     max_frame_age_ms: float = 250.0
+    uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM
     context_mm: float = 20.0
     search_mm: float = 15.0
     target_box: tuple[int, int, int, int] | None = None
@@ -235,7 +241,7 @@ def _track(path: Path, settings: ValidationSettings) -> _TrackingPass:
         beam_on_delay_ms=settings.beam_on_delay_ms, beam_on_delay_frames=settings.beam_on_delay_frames,
         max_frame_age_ms=settings.max_frame_age_ms, context_mm=settings.context_mm,
         search_mm=settings.search_mm, target_box=settings.target_box, predict_ms=predict,
-        watchdog_periods=None,
+        uncertainty_mm=settings.uncertainty_mm, watchdog_periods=None,
         # The sweep re-gates translated targets (one GatingGeometry per margin): the
         # rigid mode, whatever replay's default.
         deformable=False,
@@ -422,7 +428,8 @@ def run_case(path: str | Path, settings: ValidationSettings) -> CaseResult:
     for pr, (g_row, g_col) in positions.items():
         for margin, geometry in geometries.items():
             outside_by[pr, margin] = np.array(
-                [geometry.outside_pct(g_row[k], g_col[k]) if tp.valid[k] else 100.0 for k in range(n)])
+                [geometry.outside_pct(*away_from_reference_mm(g_row[k], g_col[k], settings.uncertainty_mm))
+                 if tp.valid[k] else 100.0 for k in range(n)])
     true_out_by_margin = {m: np.array([gm.outside_pct_from_distances(distances[k], m) for k in range(n)])
                           for m in settings.margins_mm}
     ref_timeline: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -712,6 +719,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--confidence-floor", type=_number(0.0, high=1.0), default=0.5)
     p.add_argument("--beam-on-delay-ms", type=_number(0.0), default=0.0)
     p.add_argument("--beam-on-delay-frames", type=_count, default=0)
+    p.add_argument("--uncertainty-mm", type=_number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
+                   help="the gate's position-uncertainty allowance (mm, default 1; see maestro replay --help)")
     p.add_argument("--context-mm", type=_number(0.0), default=20.0)
     p.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0)
     p.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=None)
@@ -741,7 +750,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         predict_ms=args.predict_ms,
         confidence_floor=args.confidence_floor, beam_on_delay_ms=args.beam_on_delay_ms,
         beam_on_delay_frames=args.beam_on_delay_frames, context_mm=args.context_mm, search_mm=args.search_mm,
-        target_box=args.target_box, fps=args.fps, spacing_mm=args.spacing_mm,
+        target_box=args.target_box, fps=args.fps, spacing_mm=args.spacing_mm, uncertainty_mm=args.uncertainty_mm,
     )
     cases = find_cases(args.source)
     _prepare_report_dir(args.report)  # before any case runs: a bad --report must not cost a cohort

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gating.boundary import GatingGeometry
+from gating.uncertainty import DEFAULT_UNCERTAINTY_MM, away_from_reference_mm
 from hardware.trackrad import read_case
 from maestro.cli import main
 from maestro.session import SessionConfig
@@ -49,7 +50,8 @@ def test_gate_uses_the_ridge_ar_prediction(case: Path, tmp_path: Path, capsys) -
     tracked = np.array([[float(r["row_mm"]), float(r["col_mm"])] for r in pred])
     # Tracking itself is unchanged by prediction.
     np.testing.assert_array_equal(tracked, [[float(r["row_mm"]), float(r["col_mm"])] for r in plain])
-    # Replicate the session: the same predictor on the tracked positions, the same boundary.
+    # Replicate the session: the same predictor on the tracked positions, the same boundary,
+    # the predicted position judged 1 mm further out (the default uncertainty allowance).
     c = read_case(case)
     assert c.first_label is not None
     geometry = GatingGeometry(c.first_label, c.spacing_mm, 3.0)
@@ -57,7 +59,7 @@ def test_gate_uses_the_ridge_ar_prediction(case: Path, tmp_path: Path, capsys) -
     expected = []
     for r, (row_mm, col_mm) in zip(pred, tracked):
         p = predictor.update(float(r["t_acq_s"]), row_mm, col_mm)
-        expected.append(geometry.outside_pct(*p))
+        expected.append(geometry.outside_pct(*away_from_reference_mm(*p, DEFAULT_UNCERTAINTY_MM)))
     recorded = np.array([float(r["outside_pct"]) for r in pred])
     np.testing.assert_allclose(recorded, expected, atol=0.05)  # frames.csv rounds its values
     # ... and it does differ from deciding on the tracked position.
