@@ -28,7 +28,7 @@ UID_ROOT = "1.2.826.0.1.3680043.8.498."
 DEFAULT_START_S = 12 * 3600.0
 
 
-def _decimal_string(value: float) -> str:
+def decimal_string(value: float) -> str:
     """The shortest text of ``value`` that fits a DICOM DS (16 characters)."""
     text = repr(float(value))
     precision = 15
@@ -42,6 +42,20 @@ def _dicom_time(seconds_of_day: float) -> str:
     total_us = int(round(seconds_of_day * 1e6)) % (86400 * 1_000_000)
     s, us = divmod(total_us, 1_000_000)
     return f"{s // 3600:02d}{s // 60 % 60:02d}{s % 60:02d}.{us:06d}"
+
+
+def new_dataset(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    """An empty DICOM file dataset of that SOP class and instance (explicit VR little
+    endian file meta), for the caller to fill and save."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    return ds
 
 
 def write_series(
@@ -123,14 +137,7 @@ def write_series(
     width = max(4, len(str(n)))
     for i in range(n):
         sop_uid = generate_uid(prefix=UID_ROOT, entropy_srcs=[uid_seed, "instance", str(i)])
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = sop_uid
+        ds = new_dataset(MRImageStorage, sop_uid)
         ds.Modality = "MR"
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
@@ -141,13 +148,13 @@ def write_series(
         if series_description:
             ds.SeriesDescription = series_description[:64]
         if slice_thickness_mm is not None:
-            ds.SliceThickness = _decimal_string(slice_thickness_mm)
-        ds.PixelSpacing = [_decimal_string(spacing_mm[0]), _decimal_string(spacing_mm[1])]
+            ds.SliceThickness = decimal_string(slice_thickness_mm)
+        ds.PixelSpacing = [decimal_string(spacing_mm[0]), decimal_string(spacing_mm[1])]
         if geometry is not None:
-            ds.ImagePositionPatient = [_decimal_string(v) for v in geometry.position_mm]
-            ds.ImageOrientationPatient = [_decimal_string(v) for v in geometry.orientation]
+            ds.ImagePositionPatient = [decimal_string(v) for v in geometry.position_mm]
+            ds.ImageOrientationPatient = [decimal_string(v) for v in geometry.orientation]
             if geometry.slice_location_mm is not None:
-                ds.SliceLocation = _decimal_string(geometry.slice_location_mm)
+                ds.SliceLocation = decimal_string(geometry.slice_location_mm)
         ds.Rows, ds.Columns = rows, cols
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"

@@ -73,6 +73,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardware.frame import Frame
+from hardware.plane_geometry import PlaneGeometry
 from hardware.sendexternal import SendExternalDecoder, SendExternalError, SendExternalRecord
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,10 @@ class MRIdianSource:
         self._sock: socket.socket | None = None
         self._sock_lock = threading.Lock()
         self._first_recv_s: float | None = None
+        #: The plane of the stream's first record (None until it arrives, or when the
+        #: record does not say where it lies): where a structure set's target is cut.
+        self.geometry: PlaneGeometry | None = None
+        self._geometry_read = False
         # Loop-thread state.
         self._connected = False
         self._fault: str | None = None
@@ -443,6 +448,12 @@ class MRIdianSource:
         sock.settimeout(None)
         return sock, ""
 
+    def _read_geometry(self, record: SendExternalRecord) -> None:
+        """Keep the first record's plane; set before its frame is queued, so the consumer
+        sees it with that frame."""
+        self.geometry = _record_geometry(record)
+        self._geometry_read = True
+
     def _read_stream(self, sock: socket.socket) -> tuple[str, str] | None:
         """Read records until the connection ends; the outcome as (kind, text), or None
         when stopped."""
@@ -476,15 +487,27 @@ class MRIdianSource:
                 for record in exc.completed:
                     if first_recv_s is None:
                         first_recv_s = self._first_recv_s = t_recv_s
+                    if not self._geometry_read:
+                        self._read_geometry(record)
                     self._put(_FRAME, _frame(record, t_recv_s, first_recv_s))
                 return _FAULT, f"malformed: {exc}"
             for record in records:
                 if first_recv_s is None:
                     first_recv_s = self._first_recv_s = t_recv_s
+                if not self._geometry_read:
+                    self._read_geometry(record)
                 if not self._put(_FRAME, _frame(record, t_recv_s, first_recv_s)):
                     return None
             if decoder.ended:
                 return _END, "end of stream"
+        return None
+
+
+def _record_geometry(record: SendExternalRecord) -> PlaneGeometry | None:
+    try:
+        return record.geometry
+    except ValueError as exc:
+        log.warning("the first record's plane geometry is unusable (%s): taken as unknown", exc)
         return None
 
 

@@ -46,7 +46,8 @@ import numpy as np
 
 from hardware.tcp import listen_tcp
 from hardware import InputError
-from hardware.sendexternal import END_OF_STREAM, SendExternalRecord, encode_record
+from hardware.plane_geometry import PlaneGeometry
+from hardware.sendexternal import END_OF_STREAM, SendExternalRecord, encode_record, geometry_fields
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,7 @@ class ScannerSimulator:
         faults: Sequence[FaultSpec] = (),
         max_frames: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        geometry: PlaneGeometry | None = None,
     ) -> None:
         frames = np.asarray(frames)
         if frames.ndim != 3 or frames.dtype != np.int16 or frames.shape[0] == 0:
@@ -226,6 +228,9 @@ class ScannerSimulator:
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames!r}")
         self.max_frames = max_frames
+        # Every record says where the frame lies (DICOM.PosVec/RowVec/ColVec, ...) when
+        # the recording did; the real console sends them always.
+        self._geometry_fields = geometry_fields(geometry) if geometry is not None else {}
         self.host = host
         self.port = port
         self._clock = clock
@@ -366,6 +371,7 @@ class ScannerSimulator:
             spacing_mm=self.spacing_mm,
             acquisition_time_s=due_s,
             sequence_description="maestro scanner-sim",
+            **self._geometry_fields,  # type: ignore[arg-type]
         )
 
     def _send_frame(self, n: int, i: int, due_s: float) -> None:
@@ -442,9 +448,10 @@ class ScannerSimulator:
 
 
 def load_recording(path: Path, fps: float | None = None, spacing_mm: tuple[float, float] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, tuple[float, float], float, str]:
-    """Frames (int16), times (s), spacing (mm), frame period (s) and description of any
-    recording :class:`hardware.replay.ReplaySource` reads."""
+                   ) -> tuple[np.ndarray, np.ndarray, tuple[float, float], float, str, PlaneGeometry | None]:
+    """Frames (int16), times (s), spacing (mm), frame period (s), description and plane
+    geometry (None when unknown) of any recording :class:`hardware.replay.ReplaySource`
+    reads."""
     from hardware.replay import ReplaySource
 
     with ReplaySource(path, fps=fps, spacing_mm=spacing_mm) as source:
@@ -452,4 +459,5 @@ def load_recording(path: Path, fps: float | None = None, spacing_mm: tuple[float
         frames, changed = to_int16(stack)
         if changed:
             log.warning("%s: %d pixels changed when converting to int16 (rounded or clipped)", path, changed)
-        return frames, np.array(source.times_s), source.spacing_mm, source.frame_period_s, source.description
+        return (frames, np.array(source.times_s), source.spacing_mm, source.frame_period_s, source.description,
+                source.geometry)

@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
                     help="target on the first frame in pixels, when the recording has no first label")
+    rp.add_argument("--target-rtstruct", type=Path, default=None, metavar="FILE",
+                    help="the target from planning: a DICOM RT Structure Set; its ROI --roi is cut by the cine "
+                         "plane (the frames' ImagePositionPatient, ImageOrientationPatient, PixelSpacing). Takes "
+                         "precedence over the recording's label, which then serves as ground truth only")
+    rp.add_argument("--roi", default=None, metavar="NAME",
+                    help="the ROIName of the target in --target-rtstruct (e.g. GTV)")
     g = rp.add_argument_group("gating")
     g.add_argument("--margin-mm", type=_number(0.0), default=3.0, help="boundary = target + margin (mm, default 3)")
     g.add_argument("--threshold-pct", type=_number(0.0, high=100.0), default=10.0,
@@ -408,7 +414,10 @@ def session_config(args: argparse.Namespace) -> Any:
     """The :class:`~maestro.session.SessionConfig` from every option named like one of its fields."""
     from maestro.session import SessionConfig
 
+    from maestro.target import check_target_options
+
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SessionConfig) if hasattr(args, f.name)}
+    check_target_options(values.get("target_box"), values.get("target_rtstruct"), values.get("roi"))
     return SessionConfig(**values)
 
 

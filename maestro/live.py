@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 #: Option groups of ``maestro replay`` that ``maestro live`` shares.
 SHARED_GROUPS: tuple[str, ...] = ("gating", "tracking", "simulated beam")
 #: Ungrouped options of ``maestro replay`` that ``maestro live`` shares (by dest).
-SHARED_OPTIONS: tuple[str, ...] = ("target_box",)
+SHARED_OPTIONS: tuple[str, ...] = ("target_box", "target_rtstruct", "roi")
 
 EXIT_SCANNER_LOST = 1
 

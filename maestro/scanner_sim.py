@@ -45,9 +45,10 @@ def cmd_scanner_sim(args: argparse.Namespace) -> int:
     from maestro.session import OperatorStop
 
     faults = [parse_fault(spec) for spec in args.fault]
-    frames, times_s, spacing_mm, period_s, description = load_recording(args.recording, args.fps, args.spacing_mm)
+    frames, times_s, spacing_mm, period_s, description, geometry = load_recording(args.recording, args.fps,
+                                                                                 args.spacing_mm)
     sim = ScannerSimulator(frames, times_s, spacing_mm, host=args.host, port=args.port, frame_period_s=period_s,
-                           loop=args.loop, faults=faults, max_frames=args.max_frames)
+                           loop=args.loop, faults=faults, max_frames=args.max_frames, geometry=geometry)
     try:
         sim.start()
     except OSError as exc:

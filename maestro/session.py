@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateCon
 from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro.recording import FrameRecord, SessionRecorder
 from maestro.stats import StreamingHistogram
-from maestro.target import reference_target
+from maestro.target import reference_target, structure_target
 from maestro.watchdog import Watchdog
 from tracking.deformable import propagated_centroid_px
 from tracking.predict import RidgeARPredictor
@@ -78,6 +79,12 @@ class SessionConfig:
     target_box : tuple of int or None
         (row, col, height, width) in pixels of the first frame, used when the recording
         has no first label.
+    target_rtstruct, roi : Path or None, str or None
+        The target from planning: ROI ``roi`` of the DICOM RT Structure Set
+        ``target_rtstruct``, cut by the reference frame's plane
+        (:func:`maestro.target.structure_target`). It takes precedence over the
+        recording's first label, which then serves as ground truth only. Both or neither
+        (:func:`maestro.target.check_target_options`).
     watchdog_periods : float or None
         The beam is held (``stale_frame``, or ``source_fault`` when the source reports
         one) when no frame has been decided for this many nominal frame periods, even if
@@ -111,6 +118,8 @@ class SessionConfig:
     context_mm: float = DEFAULT_CONTEXT_MM
     search_mm: float = DEFAULT_SEARCH_MM
     target_box: tuple[int, int, int, int] | None = None
+    target_rtstruct: Path | None = None
+    roi: str | None = None
     watchdog_periods: float | None = 2.0
     predict_ms: float = 0.0
     uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM
@@ -240,13 +249,20 @@ class GatingSession:
     def _set_up(self, first: Frame) -> None:
         """Build tracker and boundary from the reference frame (the first one)."""
         shape = first.pixels.shape
-        from_label = self.source.reference_label is not None or first.label is not None
-        mask = reference_target(
-            self.source.description,
-            shape,
-            self.source.reference_label if self.source.reference_label is not None else first.label,
-            self.config.target_box,
-        )
+        label = self.source.reference_label if self.source.reference_label is not None else first.label
+        from_label = label is not None
+        if self.config.target_rtstruct is not None:
+            assert self.config.roi is not None  # check_target_options
+            mask = structure_target(self.source.description, getattr(self.source, "geometry", None),
+                                    self.config.target_rtstruct, self.config.roi)
+            if mask.shape != shape:
+                raise InputError(self.source.description, "geometry", f"is {mask.shape} px but the frames are {shape}")
+            if label is not None:
+                log.warning("%s: the target is ROI %r of %s; the recording's first label serves as ground truth only",
+                            self.source.description, self.config.roi, self.config.target_rtstruct)
+            from_label = True  # a planning contour is a target contour
+        else:
+            mask = reference_target(self.source.description, shape, label, self.config.target_box)
         try:
             self.tracker = TemplateTracker(
                 first.pixels,

@@ -1,13 +1,15 @@
-"""Where the target is on the reference frame: from the recording's first label, or
-from a box the operator gives."""
+"""Where the target is on the reference frame: from an RT Structure Set's ROI (the
+planning contour), the recording's first label, or a box the operator gives."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from hardware import InputError
+from hardware.plane_geometry import PlaneGeometry
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +94,94 @@ def reference_target(
             "the recording has no label: give the target with --target-box ROW,COL,HEIGHT,WIDTH",
         )
     return box_mask(shape, box)
+
+
+def structure_target(
+    source_name: str,
+    geometry: PlaneGeometry | None,
+    rtstruct_path: str | Path,
+    roi_name: str,
+) -> np.ndarray:
+    """The target mask on the reference frame from an RT Structure Set's ROI.
+
+    The ROI's contours (patient coordinates) are cut by the cine plane of the reference
+    frame (:func:`hardware.contour_plane.mask_on_plane`).
+
+    Parameters
+    ----------
+    source_name : str
+        The recording, for messages.
+    geometry : PlaneGeometry or None
+        The reference frame's plane (ImagePositionPatient, ImageOrientationPatient,
+        PixelSpacing); ``None`` when the recording does not say where it lies.
+    rtstruct_path : str or Path
+        The RT Structure Set.
+    roi_name : str
+        The ROI (``ROIName``) that is the target.
+
+    Returns
+    -------
+    (H, W) bool ndarray
+
+    Raises
+    ------
+    InputError
+        The recording has no geometry, the structure set or its ROI is not found or
+        broken, the frames of reference differ, or the plane does not cut the ROI
+        inside the frame.
+    """
+    from hardware.contour_plane import distance_to_plane_mm, mask_on_plane
+    from hardware.rtstruct import read_roi
+
+    rtstruct_path = Path(rtstruct_path)
+    if geometry is None:
+        raise InputError(source_name, "geometry", "the recording does not say where its frames lie in the patient "
+                         "(no ImagePositionPatient / ImageOrientationPatient, or SendExternal DICOM.PosVec / RowVec / "
+                         "ColVec): a structure set's contours cannot be placed on it; give the target with "
+                         "--target-box instead")
+    roi = read_roi(rtstruct_path, roi_name)
+    cine_uid = geometry.frame_of_reference_uid
+    if roi.frame_of_reference_uid and cine_uid and roi.frame_of_reference_uid != cine_uid:
+        raise InputError(rtstruct_path, f"ROI {roi.name!r} ReferencedFrameOfReferenceUID",
+                         f"{roi.frame_of_reference_uid} does not match the cine's FrameOfReferenceUID {cine_uid} "
+                         f"({source_name}): the contours are in another patient coordinate system; register them "
+                         "to the cine's frame of reference first")
+    if not cine_uid:
+        log.warning("%s: the cine gives no FrameOfReferenceUID: taking ROI %r of %s as in its patient coordinates",
+                    source_name, roi.name, rtstruct_path)
+    try:
+        mask = mask_on_plane(roi.contours, geometry)
+    except ValueError as exc:
+        raise InputError(rtstruct_path, f"ROI {roi.name!r} ContourData", str(exc)) from None
+    if not mask.any():
+        distance = distance_to_plane_mm(roi.contours, geometry)
+        where = (f"its nearest contour point is {distance:.1f} mm from the plane" if distance > 0.5 else
+                 "it crosses the plane outside the frame's field of view, or too thinly to cover half a pixel")
+        raise InputError(rtstruct_path, f"ROI {roi.name!r}",
+                         f"the cine plane of {source_name} does not cut it: {where}")
+    log.info("%s: target = ROI %r of %s cut by the cine plane: %d px", source_name, roi.name, rtstruct_path,
+             int(mask.sum()))
+    return mask
+
+
+def check_target_options(box: tuple[int, int, int, int] | None, rtstruct: str | Path | None, roi: str | None) -> None:
+    """Refuse target options that contradict each other, before any recording is opened.
+
+    Raises
+    ------
+    InputError
+        ``--target-rtstruct`` without ``--roi`` or the reverse, a ``--target-box``
+        given with a structure set, or a structure set that does not hold the ROI.
+    """
+    if rtstruct is not None and roi is None:
+        raise InputError("--target-rtstruct", str(rtstruct), "needs --roi NAME: which ROI of the structure set is "
+                         "the target")
+    if roi is not None and rtstruct is None:
+        raise InputError("--roi", roi, "needs --target-rtstruct FILE: the RT Structure Set the ROI is in")
+    if rtstruct is not None and box is not None:
+        raise InputError("--target-box", ",".join(str(v) for v in box), "cannot be given with --target-rtstruct: "
+                         "give the target one way")
+    if rtstruct is not None and roi is not None:
+        from hardware.rtstruct import read_roi
+
+        read_roi(rtstruct, roi)  # a missing file or ROI is refused now, not at the first frame

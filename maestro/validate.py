@@ -79,6 +79,9 @@ class ValidationSettings:
         Tracker settings.
     target_box : (int, int, int, int) or None
         Target on the first frame for recordings without a label.
+    target_rtstruct, roi : str or None
+        The target from an RT Structure Set's ROI, cut by each recording's plane (see
+        :class:`maestro.session.SessionConfig`); every case of the cohort uses it.
     fps, spacing_mm :
         For recordings whose files lack frame times or spacing.
     figures : bool
@@ -97,6 +100,8 @@ class ValidationSettings:
     context_mm: float = 20.0
     search_mm: float = 15.0
     target_box: tuple[int, int, int, int] | None = None
+    target_rtstruct: str | None = None
+    roi: str | None = None
     fps: float | None = None
     spacing_mm: tuple[float, float] | None = None
     figures: bool = True
@@ -241,6 +246,8 @@ def _track(path: Path, settings: ValidationSettings) -> _TrackingPass:
         beam_on_delay_ms=settings.beam_on_delay_ms, beam_on_delay_frames=settings.beam_on_delay_frames,
         max_frame_age_ms=settings.max_frame_age_ms, context_mm=settings.context_mm,
         search_mm=settings.search_mm, target_box=settings.target_box, predict_ms=predict,
+        target_rtstruct=Path(settings.target_rtstruct) if settings.target_rtstruct is not None else None,
+        roi=settings.roi,
         uncertainty_mm=settings.uncertainty_mm, watchdog_periods=None,
         # The sweep re-gates translated targets (one GatingGeometry per margin): the
         # rigid mode, whatever replay's default.
@@ -716,6 +723,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="cases run in parallel (default: 2 or the number of CPUs if fewer)")
     p.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
                    help="target on the first frame for recordings without a label")
+    p.add_argument("--target-rtstruct", default=None, metavar="FILE",
+                   help="the target from planning: ROI --roi of this DICOM RT Structure Set, cut by each "
+                        "recording's plane (see maestro replay --help)")
+    p.add_argument("--roi", default=None, metavar="NAME", help="the ROIName of the target in --target-rtstruct")
     p.add_argument("--confidence-floor", type=_number(0.0, high=1.0), default=0.5)
     p.add_argument("--beam-on-delay-ms", type=_number(0.0), default=0.0)
     p.add_argument("--beam-on-delay-frames", type=_count, default=0)
@@ -744,13 +755,16 @@ def _prepare_report_dir(report: Path) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run ``maestro validate``; exit 0 when every case validated, 1 when some failed."""
     from maestro import __version__
+    from maestro.target import check_target_options
 
+    check_target_options(args.target_box, args.target_rtstruct, args.roi)
     settings = ValidationSettings(
         margins_mm=args.margins_mm, thresholds_pct=args.thresholds_pct, latencies_ms=args.latency_ms,
         predict_ms=args.predict_ms,
         confidence_floor=args.confidence_floor, beam_on_delay_ms=args.beam_on_delay_ms,
         beam_on_delay_frames=args.beam_on_delay_frames, context_mm=args.context_mm, search_mm=args.search_mm,
         target_box=args.target_box, fps=args.fps, spacing_mm=args.spacing_mm, uncertainty_mm=args.uncertainty_mm,
+        target_rtstruct=args.target_rtstruct, roi=args.roi,
     )
     cases = find_cases(args.source)
     _prepare_report_dir(args.report)  # before any case runs: a bad --report must not cost a cohort

@@ -42,7 +42,7 @@ def recording(fps: float) -> tuple:
 
 def run_live(out: Path, fps: float, n_frames: int, faults: list[str] = (), extra: list[str] = ()
              ) -> tuple[int, BeamSimulator, ScannerSimulator]:
-    frames, times_s, spacing_mm, period_s, _ = recording(fps)
+    frames, times_s, spacing_mm, period_s, _, _ = recording(fps)
     with BeamSimulator() as beam, ScannerSimulator(frames, times_s, spacing_mm, frame_period_s=period_s,
                                                    faults=[parse_fault(f) for f in faults],
                                                    max_frames=n_frames) as scanner:
@@ -191,7 +191,7 @@ def test_sigterm_ends_live_with_the_beam_held(tmp_path: Path) -> None:
     import sys
     import time
 
-    frames, times_s, spacing_mm, period_s, _ = recording(10.0)
+    frames, times_s, spacing_mm, period_s, _, _ = recording(10.0)
     with BeamSimulator() as beam, ScannerSimulator(frames, times_s, spacing_mm, frame_period_s=period_s,
                                                    loop=True) as scanner:
         proc = subprocess.Popen(
