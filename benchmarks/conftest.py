@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from benchmarks import workload
+from . import workload
 from maestro import bench
 
 #: OpenCV's own default thread count, read before any benchmark changes it.

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks import workload
-from benchmarks.conftest import CV2_DEFAULT_THREADS
+from . import workload
+from .conftest import CV2_DEFAULT_THREADS
 from gating.deformed_outside import DeformedOutside
 from maestro import bench
 from tracking.deformable import REG_OK, AffineRegistration

@@ -19,7 +19,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from benchmarks import workload  # noqa: E402
+from . import workload  # noqa: E402
 from hardware import SimulatedBeam  # noqa: E402
 from maestro.display import run_with_display  # noqa: E402
 from maestro.display_feed import ReplayControl  # noqa: E402

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks import workload
-from benchmarks.conftest import CV2_DEFAULT_THREADS
+from . import workload
+from .conftest import CV2_DEFAULT_THREADS
 from maestro.bench import KERNEL_CASES
 from tracking.tracker import TemplateTracker
 from tracking.zncc import _search_kernel, _zncc_kernel, window_buffers

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from numba.core.runtime import _nrt_python, rtsys
 
-from benchmarks import workload
+from . import workload
 from hardware import SimulatedBeam
 from hardware.replay import ReplaySource
 from hardware.trackrad import write_case

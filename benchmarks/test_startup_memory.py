@@ -15,10 +15,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from maestro.cli import BUNDLED_SESSION, PROJECT_ROOT
+
+from . import workload
 
 _READY_SCRIPT = """
 import sys
@@ -34,12 +37,12 @@ GatingSession(ReplaySource(sys.argv[1]), SessionConfig(), SimulatedBeam(), None,
 """
 
 _RSS_SCRIPT = """
-import json, sys
-from benchmarks import workload
+import importlib, json, sys
 from hardware import SimulatedBeam
 from maestro.session import GatingSession, SessionConfig
 
 n, settle = int(sys.argv[1]), int(sys.argv[2])
+workload = importlib.import_module(sys.argv[3])  # benchmarks.workload, or its installed name
 rss = {}
 def on_record(record):
     if record.frame == settle or record.frame == n - 1:
@@ -53,7 +56,10 @@ print(json.dumps({"settled": rss[settle], "end": rss[n - 1]}))
 
 def _child_env(numba_cache_dir: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # The folder holding this package (the checkout, or site-packages when installed).
+    package_parent = Path(workload.__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(package_parent), str(PROJECT_ROOT), env.get("PYTHONPATH", "")]
+                                        ).rstrip(os.pathsep)
     env.pop("NUMBA_CACHE_DIR", None)
     if numba_cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = numba_cache_dir
@@ -90,7 +96,7 @@ def test_start_up_to_ready(figures, quick: bool) -> None:
 def test_memory_growth(figures) -> None:
     n, settle = 100_000, 1_000
     done = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, str(n), str(settle)],
+        [sys.executable, "-c", _RSS_SCRIPT, str(n), str(settle), workload.__name__],
         capture_output=True, text=True, env=_child_env(None), cwd=PROJECT_ROOT, timeout=1800,
     )
     assert done.returncode == 0, done.stderr[-2000:]

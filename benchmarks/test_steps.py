@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from benchmarks import workload
+from . import workload
 from gating.boundary import GatingGeometry
 from gating.gate import Gate, GateConfig
 from tracking.tracker import TemplateTracker

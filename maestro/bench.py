@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import json
 import logging
 import math
@@ -32,9 +33,16 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Root of the source checkout (the project is installed editable).
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BENCH_DIR = PROJECT_ROOT / "benchmarks"
+
+def _bench_dir() -> Path:
+    """The benchmark suite: ``benchmarks/`` of the checkout, installed as ``maestro_benchmarks``."""
+    spec = importlib.util.find_spec("maestro_benchmarks")
+    if spec is not None and spec.origin is not None:
+        return Path(spec.origin).resolve().parent
+    return Path(__file__).resolve().parents[1] / "benchmarks"  # a checkout on sys.path, not installed
+
+
+BENCH_DIR = _bench_dir()
 BASELINE_PATH = BENCH_DIR / "baseline.json"
 BENCH_JSON = "bench.json"
 
@@ -503,10 +511,23 @@ def run_suite(figures_path: Path, quick: bool, ci: bool, check_baseline: bool, p
         cmd.append("--bench-no-baseline")
     cmd += pytest_args
     log.info("running %s", " ".join(cmd))
-    return subprocess.call(cmd, cwd=PROJECT_ROOT)
+    return subprocess.call(cmd, cwd=BENCH_DIR.parent)
+
+
+def missing_tools() -> list[str]:
+    """The distributions ``maestro bench`` needs that this environment lacks."""
+    return [name for name, module in (("pytest", "pytest"), ("pytest-benchmark", "pytest_benchmark"))
+            if importlib.util.find_spec(module) is None]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    missing = missing_tools()
+    if missing:
+        from hardware import InputError
+
+        raise InputError("maestro bench", "environment", f"needs {' and '.join(missing)}, which this Python "
+                         f"({sys.executable}) lacks: install them with pip install 'maestro-gating[bench]' "
+                         "(or, in a checkout, pip install -e '.[dev]')")
     runs: list[dict[str, float | None]] = []
     n_runs = args.baseline_runs if args.update_baseline else 1
     with tempfile.TemporaryDirectory(prefix="maestro-bench-") as tmp:

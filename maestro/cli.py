@@ -23,10 +23,15 @@ from hardware import InputError, SimulatedBeam
 
 log = logging.getLogger("maestro")
 
-#: Root of the source checkout (the project is installed editable, see README.md).
+#: The folder holding the packages: the source checkout when installed editable (see
+#: README.md), site-packages when installed from a wheel.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-#: The bundled phantom session replayed when ``maestro replay`` gets no SOURCE.
-BUNDLED_SESSION = PROJECT_ROOT / "replay_data" / "mridian-8fps-seed1"
+try:
+    #: The bundled phantom session replayed when ``maestro replay`` gets no SOURCE:
+    #: ``replay_data/`` of the checkout, installed as ``maestro_replay_data``.
+    from maestro_replay_data import BUNDLED_SESSION
+except ImportError:  # a checkout on sys.path without the project installed
+    BUNDLED_SESSION = PROJECT_ROOT / "replay_data" / "mridian-8fps-seed1"
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -136,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SOURCE",
         help=f"TrackRAD2025 case folder, a folder holding one DICOM series, a SendExternal .dat file or a cine .raw "
-             f"file (default: {BUNDLED_SESSION.relative_to(PROJECT_ROOT)})",
+             f"file (default: the bundled session {BUNDLED_SESSION})",
     )
     rp.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
                     help="target on the first frame in pixels, when the recording has no first label")

@@ -328,3 +328,24 @@ def test_the_default_test_run_does_not_collect_the_benchmarks() -> None:
     config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     assert config["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests"]
     assert sorted(p.name for p in (PROJECT_ROOT / "benchmarks").glob("test_*.py"))
+
+
+def test_bench_says_what_it_needs_when_the_benchmark_tools_are_missing(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from maestro import bench
+    from maestro.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(bench.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pytest_benchmark" else real(name, *a))
+    assert bench.missing_tools() == ["pytest-benchmark"]
+    assert main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "needs pytest-benchmark" in err and "maestro-gating[bench]" in err and "Traceback" not in err
+
+
+def test_the_suite_is_found_as_the_installed_package() -> None:
+    from maestro import bench
+
+    assert (bench.BENCH_DIR / "conftest.py").is_file() and bench.BASELINE_PATH.is_file()
