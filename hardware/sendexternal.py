@@ -144,6 +144,8 @@ PREFIX_BYTES = _PREFIX.size
 #: The record that ends a stream: ``header_size`` 0, then ``data_size`` 0.
 END_OF_STREAM: bytes = _PREFIX.pack(0, 0)
 
+#: A byte that may not appear in a header: anything but printable ASCII and whitespace.
+_NOT_TEXT_RE = re.compile(rb"[^\t\n\r\x0b\x0c\x20-\x7e]")
 # A key starts the header or follows whitespace, and is followed by optional whitespace
 # and "=". Keys are dotted identifiers (DICOM.PosVec.0).
 _KEY_RE = re.compile(r"(?:(?<=\s)|^)([A-Za-z_][A-Za-z0-9_.\-]*)\s*=")
@@ -407,6 +409,26 @@ class SendExternalDecoder:
         """Bytes received but not yet part of a complete record."""
         return len(self._buf)
 
+    @property
+    def bytes_wanted(self) -> int:
+        """Bytes that complete the next part of the record in progress: its 8-byte prefix,
+        then its header, then its pixels (>= 1).
+
+        A reader that asks the stream for no more than this never reads past the end of a
+        record, so each read's arrival time is that of the bytes it completes.
+        """
+        buf = self._buf
+        if self.ended or self._failed is not None:
+            return 1
+        if len(buf) < PREFIX_BYTES:
+            return PREFIX_BYTES - len(buf)
+        # feed() has checked both sizes once the prefix was complete.
+        header_size = int.from_bytes(buf[0:4], "little", signed=True)
+        data_size = int.from_bytes(buf[4:8], "little", signed=True)
+        if len(buf) < PREFIX_BYTES + header_size:
+            return PREFIX_BYTES + header_size - len(buf)
+        return max(1, PREFIX_BYTES + header_size + data_size - len(buf))
+
     def _error(self, offset: int, field: str, rule: str) -> SendExternalError:
         self._failed = SendExternalError(self.source, offset, field, rule)
         return self._failed
@@ -505,10 +527,13 @@ class SendExternalDecoder:
 
     def _parse_header(self, raw: bytes, base: int) -> dict[str, object]:
         text_bytes = raw.rstrip(b"\x00")
-        for i, byte in enumerate(text_bytes):
-            if byte > 0x7E or (byte < 0x20 and byte not in b"\t\n\r\x0b\x0c"):
-                raise self._error(base + i, "header", f"byte 0x{byte:02x} is not printable ASCII: the header must be "
-                                  "ASCII 'key = value' text")
+        # One regular-expression scan, not a Python loop per byte: this runs on the live
+        # path, between a frame's last byte and its decision.
+        bad = _NOT_TEXT_RE.search(text_bytes)
+        if bad is not None:
+            i, byte = bad.start(), text_bytes[bad.start()]
+            raise self._error(base + i, "header", f"byte 0x{byte:02x} is not printable ASCII: the header must be "
+                              "ASCII 'key = value' text")
         text = text_bytes.decode("ascii")
         matches = list(_KEY_RE.finditer(text))
         leading = text[: matches[0].start()] if matches else text

@@ -350,3 +350,32 @@ def test_records_completed_before_bad_bytes_come_with_the_error() -> None:
     with pytest.raises(SendExternalError) as again:
         decoder.feed(b"\x00")
     assert again.value.completed == () and again.value.offset == info.value.offset
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(records(), min_size=1, max_size=3))
+def test_reading_bytes_wanted_at_a_time_stops_at_every_part_of_every_record(recs: list[SendExternalRecord]) -> None:
+    """A reader that takes ``bytes_wanted`` bytes at a time ends each read at a prefix,
+    header or pixel boundary, and completes each record on its own read."""
+    stream = b"".join(encode_record(r) for r in recs) + END_OF_STREAM
+    boundaries = set()
+    at = 0
+    for r in recs:
+        header_size, data_size = struct.unpack_from("<ii", stream, at)
+        boundaries |= {at + 8, at + 8 + header_size, at + 8 + header_size + data_size}
+        at += 8 + header_size + data_size
+    boundaries.add(len(stream))
+    decoder = SendExternalDecoder("<test>")
+    out: list[SendExternalRecord] = []
+    at = 0
+    while not decoder.ended:
+        want = decoder.bytes_wanted
+        assert want >= 1
+        done = decoder.feed(stream[at:at + want])
+        at += want
+        assert at in boundaries
+        assert len(done) <= 1
+        out += done
+    assert at == len(stream)
+    assert [r.pixels.tobytes() for r in out] == [r.pixels.tobytes() for r in recs]
+    assert decoder.bytes_wanted == 1  # ended: a read of one byte shows what follows
