@@ -6,8 +6,9 @@ the protocol are this project's choice, not the MRIdian's). Every ``hold``/``rel
 call sends one line: the loop calls one per frame, so the commands double as the
 heartbeat that keeps the endpoint from holding on its own.
 
-Nothing here blocks the gating loop: the socket is non-blocking, acknowledgements are
-read whenever the object is used, and reconnection is a non-blocking connect retried at
+Nothing here blocks the gating loop: the socket is non-blocking, a command is one
+non-blocking send, acknowledgements are read by :meth:`TcpBeam.poll` (which the loop
+calls after each command) and whenever the state is asked for, and reconnection is a non-blocking connect retried at
 an interval. The beam counts as on only while the last command was ``RELEASE`` and the
 endpoint acknowledged it with ``ON``; a lost connection, a refused line or an
 acknowledgement missing for longer than ``ack_timeout_s`` is a hold (and a missing
@@ -181,7 +182,11 @@ class TcpBeam:
             return self._sock is not None and not self._connecting
 
     def poll(self) -> None:
-        """Read acknowledgements, check timeouts, send a heartbeat or reconnect if due."""
+        """Read acknowledgements, check timeouts, send a heartbeat or reconnect if due.
+
+        The gating loop calls it after each beam command, off the latency path
+        (:meth:`hold` and :meth:`release` send first and read later).
+        """
         with self._lock:
             self._poll()
 
@@ -266,7 +271,15 @@ class TcpBeam:
             self._next_connect_s = self._clock() + self.reconnect_interval_s
 
     def _send(self, verb: str, t_s: float | None, reason: str) -> None:
-        self._poll(heartbeat=False)
+        # The command goes out first, in one non-blocking send; reading the endpoint's
+        # acknowledgements waits for poll(), which the loop calls after the command
+        # (reading first put ~100 us of socket reads before every command). Two things
+        # cannot wait: a link being made or re-made, and an acknowledgement overdue,
+        # which must break the link before another command goes out on it; for the
+        # latter, the replies that arrived are read first, so that none is taken for
+        # missing.
+        if self._sock is None or self._connecting or self._ack_overdue():
+            self._poll(heartbeat=False)
         if self._sock is None or self._connecting or self._closed:
             return  # the link is down: the endpoint holds on its own
         self._seq += 1
@@ -294,6 +307,13 @@ class TcpBeam:
             return
         if len(self._out) > _MAX_PENDING_OUT_BYTES:
             self._drop(f"{len(self._out)} bytes of commands unsent: the endpoint is not reading")
+
+    def _ack_overdue(self) -> bool:
+        """Whether the oldest command awaiting its acknowledgement has waited too long."""
+        if not self._unacked:
+            return False
+        _, sent_s = next(iter(self._unacked.values()))
+        return self._clock() - sent_s > self.ack_timeout_s
 
     def _poll(self, heartbeat: bool = True) -> None:
         if self._closed:

@@ -148,6 +148,37 @@ def test_missing_ack_holds_and_drops_the_link() -> None:
         ep.close()
 
 
+def test_a_command_after_an_overdue_ack_drops_the_link_before_it_is_sent() -> None:
+    """The send-first command path still checks the oldest unacknowledged command: once
+    it is overdue, the next command breaks the link instead of going out on it."""
+    ep = ScriptedEndpoint("silent")
+    try:
+        beam = TcpBeam("127.0.0.1", ep.port, ack_timeout_s=0.05, reconnect_interval_s=10.0)
+        beam.release(t_s=0.0)
+        assert wait_for(lambda: len(ep.lines) == 1)
+        time.sleep(0.08)  # past ack_timeout_s, and nothing has polled (state/fault would)
+        beam.release(t_s=0.1)
+        assert "no ACK" in (beam.fault or "")
+        assert beam.state is BeamState.HOLD and not beam.connected
+        time.sleep(0.05)
+        assert len(ep.lines) == 1  # the second RELEASE never reached the endpoint
+        beam.close()
+    finally:
+        ep.close()
+
+
+def test_a_command_goes_out_before_acknowledgements_are_read(endpoint: ScriptedEndpoint) -> None:
+    """hold()/release() send first: a reply waiting in the socket is read by poll()."""
+    with TcpBeam("127.0.0.1", endpoint.port) as beam:
+        beam.release(t_s=0.0)
+        assert wait_for(lambda: len(endpoint.lines) == 1)
+        time.sleep(0.05)  # the ACK ON has arrived, unread
+        beam.hold("outside", t_s=0.1)
+        assert wait_for(lambda: len(endpoint.lines) == 2)
+        beam.poll()
+        assert beam.wait_acked(2.0) and beam.state is BeamState.HOLD
+
+
 def test_error_reply_holds_and_drops_the_link() -> None:
     ep = ScriptedEndpoint("error")
     try:
