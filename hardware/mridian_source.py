@@ -6,12 +6,24 @@ connection that this host opens to the scanner side is **this project's choice**
 transport: the stream is the byte sequence of a ``.dat`` file, records back to back,
 ended by the end-of-stream record.
 
-Threads and timing
-------------------
-A receiver thread owns the socket: it connects (and reconnects, with back-off), reads
-bytes as they arrive, decodes records and queues them as frames stamped with their
-arrival time (``t_recv_s``, ``time.perf_counter``). A frame that waits in the queue
-because the loop is busy therefore ages, and the gate's ``max_frame_age_ms`` sees it.
+One thread, no hand-off
+-----------------------
+The socket is read, and its records decoded, on the thread that iterates the source
+(the gating loop's), inside the iteration: the iterator waits in a selector on the
+socket, wakes when bytes arrive, and yields the frame they complete. No receiver thread
+and no queue stand between a frame's last byte and its decision: on loopback that
+hand-off (a queue wake-up and a GIL switch) was half of the live path's latency.
+Connecting and reconnecting are non-blocking connects in the same selector.
+
+A frame's ``t_recv_s`` (``time.perf_counter`` time) is when its last bytes reached this
+host: the kernel's receive timestamp of the read that completed the record
+(``SO_TIMESTAMPNS``, converted from the realtime clock at that read), so a frame that
+waited in the socket buffer while the loop was busy has aged, and the gate's
+``max_frame_age_ms`` sees it. Reads stop at record boundaries, so a backlog of frames
+never lends a later frame's arrival time to an earlier one. Where the kernel gives no
+timestamp, or with an injected ``clock``, it is that clock's time just after the read.
+While the loop is busy, the scanner side's writes wait in the socket buffers and TCP
+flow control pushes back on it.
 
 Iterating an :class:`MRIdianSource` (on the loop's thread) yields
 :class:`~hardware.frame.Frame` objects and, in between, ``None`` ticks:
@@ -59,15 +71,19 @@ that arrives on time; frames before it are yielded with the fault still set.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import errno
 import logging
 import math
-import queue
-import select
+import os
+import selectors
 import socket
+import struct
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,13 +94,15 @@ from hardware.sendexternal import SendExternalDecoder, SendExternalError, SendEx
 
 log = logging.getLogger(__name__)
 
-#: Bytes read from the socket at a time (a 270 x 270 frame is ~146 kB).
+#: Most bytes read from the socket at a time (a 270 x 270 frame is ~146 kB); reads also
+#: stop at the end of each record part (SendExternalDecoder.bytes_wanted).
 RECV_BYTES = 1 << 18
-#: Frames (and events) the receiver may queue ahead of the loop; when full, the receiver
-#: stops reading and TCP flow control pushes back on the scanner side.
-_QUEUE_ITEMS = 64
-#: How often the receiver thread looks at its stop flag while the socket is quiet (s).
-_RX_POLL_S = 0.05
+#: Linux's SO_TIMESTAMPNS (kernel receive time as a struct timespec in the ancillary
+#: data); Python's socket module does not name it. None elsewhere: receive times are
+#: then the clock's time just after each read.
+_SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 _FRAME = "frame"
 _CONNECTED = "connected"
@@ -120,7 +138,8 @@ class MRIdianSource:
 
     Implements :class:`~hardware.frame.FrameSource`, with ``None`` ticks in the
     iteration (see the module doc). Single-pass: iterating again resumes the stream.
-    The receiver thread starts with the first iteration; :meth:`close` stops it.
+    The connection is made by the first iteration, on the iterating thread; :meth:`close`
+    ends it.
 
     Parameters
     ----------
@@ -146,6 +165,13 @@ class MRIdianSource:
     tick_s : float or None
         Longest time the iterator blocks without yielding (s); one frame period by
         default, never more.
+    awake_s : float
+        The iterator stays awake, polling the socket instead of sleeping in the
+        selector, from this long before the next frame is due (the last frame's arrival
+        plus one frame period) until this long after; it yields a ``None`` tick as the
+        window opens, so that the consumer can warm its hot path (s; 0: always sleep).
+        Why: a thread woken from sleep on this class of machine takes hundreds of
+        microseconds to run again, more than the whole decision.
     reference_label : (H, W) bool ndarray or None
         The target on the first frame, when the operator provides one.
     clock : callable returning float seconds
@@ -181,6 +207,7 @@ class MRIdianSource:
         max_backoff_s: float = 1.0,
         recovery_frames: int = 2,
         tick_s: float | None = None,
+        awake_s: float = 0.002,
         reference_label: np.ndarray | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -208,6 +235,9 @@ class MRIdianSource:
         if isinstance(recovery_frames, bool) or not isinstance(recovery_frames, int) or recovery_frames < 1:
             raise ValueError(f"recovery_frames must be an int >= 1, got {recovery_frames!r}")
         self.recovery_frames = recovery_frames
+        if isinstance(awake_s, bool) or not (math.isfinite(awake_s) and 0.0 <= awake_s < self.frame_period_s / 2):
+            raise ValueError(f"awake_s must be >= 0 and under half a frame period, got {awake_s!r}")
+        self.awake_s = float(awake_s)
         self.tick_s = self.frame_period_s if tick_s is None else min(positive("tick_s", tick_s), self.frame_period_s)
         if reference_label is not None:
             reference_label = np.asarray(reference_label, dtype=bool)
@@ -223,18 +253,30 @@ class MRIdianSource:
         self.fault_history: list[SourceFaultEvent] = []
         self.n_frames = 0
         self.ended_by: str | None = None
-        # Receiver thread -> loop: ("frame", Frame) | ("connected", t) | ("fault", text) | ("end", why).
-        self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=_QUEUE_ITEMS)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Items the stream produced, handed over in order by the iteration:
+        # ("frame", Frame) | ("connected", t) | ("fault", text) | ("end", why).
+        self._ready: collections.deque[tuple[str, object]] = collections.deque()
+        self._selector: selectors.BaseSelector | None = None
+        # close() from another thread wakes a waiting iteration through this pair.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._sock: socket.socket | None = None
         self._sock_lock = threading.Lock()
+        self._connecting_until_s: float | None = None  # a connect in progress times out then
+        self._next_connect_s = -math.inf  # no connection: the next attempt is due then
+        self._failed_attempts = 0
+        self._decoder: SendExternalDecoder | None = None
+        # The reads of the record in progress, and of the last complete one (what the
+        # awake window rehearses decoding on).
+        self._record_chunks: list[bytes] = []
+        self._last_record_chunks: list[bytes] = []
+        self._kernel_stamps = False
         self._first_recv_s: float | None = None
         #: The plane of the stream's first record (None until it arrives, or when the
         #: record does not say where it lies): where a structure set's target is cut.
         self.geometry: PlaneGeometry | None = None
         self._geometry_read = False
-        # Loop-thread state.
+        # Hand-over state.
         self._connected = False
         self._fault: str | None = None
         self._on_time_frames = 0
@@ -242,6 +284,9 @@ class MRIdianSource:
         self._stall_from_s: float | None = None  # stall timer origin; None: no frame yet
         self._last_t_acq_s: float | None = None
         self._min_offset_s = math.inf  # earliest (receive - acquisition) seen
+        self._awake_from_s = math.inf  # the awake window of the frame due next opens then
+        self._awake_until_s = -math.inf  # ... and the open one closes then
+        self._iterating = False
         self._closed = False
         self._finished = False
 
@@ -269,19 +314,18 @@ class MRIdianSource:
         return self._items()
 
     def close(self) -> None:
-        """Stop: close the connection and the receiver thread; iteration ends. Idempotent."""
+        """Stop: close the connection; iteration ends. Idempotent; callable from any thread."""
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
         with self._sock_lock:
-            if self._sock is not None:
+            if self._wake_w is not None:
                 try:
-                    self._sock.shutdown(socket.SHUT_RDWR)
+                    self._wake_w.send(b"x")  # an iteration waiting in the selector returns
                 except OSError:
                     pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+            if not self._iterating:
+                self._release()
         if self.ended_by is None:
             self.ended_by = "closed"
         log.info("MRIdian source closed after %d frames", self.n_frames)
@@ -292,31 +336,52 @@ class MRIdianSource:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- the iteration (loop thread) ---------------------------------------------------
+    # -- the iteration (the loop's thread) ----------------------------------------------
     def _items(self) -> Iterator[Frame | None]:
-        if self._thread is None and not self._closed:
-            self._thread = threading.Thread(target=self._receive_loop, name="maestro-mridian-rx", daemon=True)
-            self._thread.start()
+        with self._sock_lock:
+            if self._closed:
+                return
+            if self._selector is None:
+                self._selector = selectors.DefaultSelector()
+                self._wake_r, self._wake_w = socket.socketpair()
+                self._wake_r.setblocking(False)
+                self._selector.register(self._wake_r, selectors.EVENT_READ)
+            self._iterating = True
+        try:
+            yield from self._handover()
+        finally:
+            with self._sock_lock:
+                self._iterating = False
+                if self._closed or self._finished:
+                    self._release()
+
+    def _handover(self) -> Iterator[Frame | None]:
         last_yield_s = self._clock()
         while not self._closed and not self._finished:
-            now = self._clock()
-            wake_s = last_yield_s + self.tick_s
-            if self._stall_from_s is not None and self._connected and self.fault_kind != "stall":
-                wake_s = min(wake_s, self._stall_from_s + self.stall_timeout_s)
-            try:
-                kind, payload = self._queue.get(timeout=max(0.0, wake_s - now))
-            except queue.Empty:
-                self._check_stall()
-                if self._pending_tick or self._clock() - last_yield_s >= self.tick_s:
-                    self._pending_tick = False
-                    last_yield_s = self._clock()
-                    yield None
-                continue
+            if not self._ready:
+                self._wait(last_yield_s + self.tick_s)
+                if self._closed:
+                    return
+                if not self._ready:
+                    self._check_stall()
+                    if self._clock() >= self._awake_from_s:
+                        self._awake_from_s = math.inf
+                        self._rehearse_decode()
+                        self._awake_until_s = self._clock() + 2.0 * self.awake_s
+                        self._pending_tick = True  # the window opens: a frame is due
+                    if self._pending_tick or self._clock() - last_yield_s >= self.tick_s:
+                        self._pending_tick = False
+                        last_yield_s = self._clock()
+                        yield None
+                    continue
+            kind, payload = self._ready.popleft()
             if kind == _FRAME:
                 frame = payload
                 assert isinstance(frame, Frame)
                 frame = dataclasses.replace(frame, index=self.n_frames)
                 self._stall_from_s = frame.t_recv_s
+                if self.awake_s > 0.0:
+                    self._awake_from_s = frame.t_recv_s + self.frame_period_s - self.awake_s
                 self._assess(frame)
                 self.n_frames += 1
                 self._pending_tick = False
@@ -325,7 +390,7 @@ class MRIdianSource:
             elif kind == _CONNECTED:
                 self._connected = True
                 if self._stall_from_s is not None:
-                    self._stall_from_s = float(payload)  # frames are due again from now
+                    self._stall_from_s = float(payload)  # type: ignore[arg-type] # frames are due again from now
             elif kind == _FAULT:
                 self._connected = False
                 self._set_fault(str(payload))
@@ -334,6 +399,49 @@ class MRIdianSource:
                 yield None  # at once: the consumer holds within no time of the fault
             elif kind == _END:
                 self._end(str(payload))
+
+    def _wait(self, tick_due_s: float) -> None:
+        """Wait in the selector until the socket has something, a deadline passes (tick,
+        stall, connection attempt) or close() wakes it; then act on what happened."""
+        now = self._clock()
+        if self._sock is None and now >= self._next_connect_s:
+            self._start_connect()
+            if self._ready:
+                return
+        wake_s = tick_due_s
+        if self._stall_from_s is not None and self._connected and self.fault_kind != "stall":
+            wake_s = min(wake_s, self._stall_from_s + self.stall_timeout_s)
+        if self._sock is None:
+            wake_s = min(wake_s, self._next_connect_s)
+        elif self._connecting_until_s is not None:
+            wake_s = min(wake_s, self._connecting_until_s)
+        wake_s = min(wake_s, self._awake_from_s)
+        assert self._selector is not None
+        selector = self._selector
+        try:
+            if self._clock() < self._awake_until_s and self._connected:
+                # Awake window: poll until something happens or the window (or a
+                # deadline) passes; each poll releases the GIL to the other threads.
+                until_s = min(wake_s, self._awake_until_s)
+                while not (events := selector.select(0)) and self._clock() < until_s:
+                    pass
+            else:
+                events = selector.select(max(0.0, wake_s - self._clock()))
+        except InterruptedError:
+            events = []
+        for key, _ in events:
+            if key.fileobj is self._wake_r:
+                try:
+                    self._wake_r.recv(64)  # type: ignore[union-attr]
+                except OSError:
+                    pass
+            elif key.fileobj is self._sock:
+                if self._connecting_until_s is not None:
+                    self._finish_connect()
+                else:
+                    self._read()
+        if self._connecting_until_s is not None and self._clock() >= self._connecting_until_s:
+            self._connect_failed(f"timed out after {self.connect_timeout_s:g} s")
 
     def _assess(self, frame: Frame) -> None:
         """Judge a frame's timing as it is handed over; set or clear the fault."""
@@ -393,114 +501,182 @@ class MRIdianSource:
         self.ended_by = why
         log.info("MRIdian source: %s after %d frames", why, self.n_frames)
 
-    # -- the receiver (its own thread) ---------------------------------------------------
+    # -- the connection (the loop's thread) ---------------------------------------------
     def _stream_name(self) -> str:
         return f"tcp://{self.host}:{self.port}"
 
-    def _put(self, kind: str, payload: object) -> bool:
-        """Queue an item for the loop; waits while the queue is full. False when stopped."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put((kind, payload), timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _receive_loop(self) -> None:
-        failed_attempts = 0
-        while not self._stop.is_set():
-            sock, error = self._connect()
-            if sock is None:
-                failed_attempts += 1
-                limit = self.max_connect_attempts
-                attempts = f"attempt {failed_attempts}" + (f" of {limit}" if limit is not None else "")
-                self._put(_FAULT, f"connect: {self._stream_name()}: {error} ({attempts})")
-                if limit is not None and failed_attempts >= limit:
-                    self._put(_END, f"gave up after {failed_attempts} failed connection attempts ({error})")
-                    return
-                backoff_s = min(self.max_backoff_s, self.reconnect_backoff_s * 2.0 ** min(failed_attempts - 1, 30))
-                self._stop.wait(backoff_s)
-                continue
-            with self._sock_lock:
-                self._sock = sock
-            log.info("connected to the scanner at %s", self._stream_name())
-            self._put(_CONNECTED, self._clock())
-            outcome = self._read_stream(sock)
-            with self._sock_lock:
-                self._sock = None
-            sock.close()
-            if outcome is None:  # stopped
-                return
-            kind, text = outcome
-            if kind == _END:
-                self._put(_END, text)
-                return
-            self._put(_FAULT, text)
-            failed_attempts = 0
-            self._stop.wait(self.reconnect_backoff_s)
-
-    def _connect(self) -> tuple[socket.socket | None, str]:
+    def _start_connect(self) -> None:
+        """Begin a non-blocking connection attempt (it completes in the selector)."""
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            return None, (exc.strerror or str(exc) or type(exc).__name__)
-        sock.settimeout(None)
-        return sock, ""
+            self._connect_failed(exc.strerror or str(exc) or type(exc).__name__)
+            return
+        family, socktype, proto, _, address = infos[0]
+        sock = socket.socket(family, socktype, proto)
+        sock.setblocking(False)
+        err = sock.connect_ex(address)
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
+            sock.close()
+            self._connect_failed(os.strerror(err))
+            return
+        with self._sock_lock:
+            self._sock = sock
+        self._connecting_until_s = self._clock() + self.connect_timeout_s
+        assert self._selector is not None
+        self._selector.register(sock, selectors.EVENT_WRITE)
+        if err == 0:
+            self._finish_connect()
+
+    def _finish_connect(self) -> None:
+        sock = self._sock
+        assert sock is not None and self._selector is not None
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._connect_failed(os.strerror(err))
+            return
+        self._connecting_until_s = None
+        self._failed_attempts = 0
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Kernel receive stamps are in the realtime clock; they can stand for the
+        # injected clock only when that is perf_counter (see _recv_time).
+        self._kernel_stamps = self._clock is time.perf_counter and _SO_TIMESTAMPNS is not None
+        if self._kernel_stamps:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)  # type: ignore[arg-type]
+            except OSError:
+                self._kernel_stamps = False
+        self._selector.modify(sock, selectors.EVENT_READ)
+        self._decoder = SendExternalDecoder(self._stream_name())
+        log.info("connected to the scanner at %s", self._stream_name())
+        self._ready.append((_CONNECTED, self._clock()))
+
+    def _connect_failed(self, error: str) -> None:
+        self._drop()
+        self._failed_attempts += 1
+        limit = self.max_connect_attempts
+        attempts = f"attempt {self._failed_attempts}" + (f" of {limit}" if limit is not None else "")
+        self._ready.append((_FAULT, f"connect: {self._stream_name()}: {error} ({attempts})"))
+        if limit is not None and self._failed_attempts >= limit:
+            self._ready.append((_END, f"gave up after {self._failed_attempts} failed connection attempts ({error})"))
+            return
+        self._next_connect_s = self._clock() + min(
+            self.max_backoff_s, self.reconnect_backoff_s * 2.0 ** min(self._failed_attempts - 1, 30))
+
+    def _broken(self, kind: str, text: str) -> None:
+        """The connection ended (``_FAULT``: reconnect after the back-off; ``_END``: the
+        stream is over)."""
+        self._drop()
+        self._ready.append((kind, text))
+        self._next_connect_s = self._clock() + self.reconnect_backoff_s
+
+    def _drop(self) -> None:
+        with self._sock_lock:
+            sock, self._sock = self._sock, None
+        self._connecting_until_s = None
+        self._decoder = None
+        self._record_chunks = []
+        if sock is not None:
+            if self._selector is not None:
+                try:
+                    self._selector.unregister(sock)
+                except (KeyError, ValueError):
+                    pass
+            sock.close()
+
+    def _release(self) -> None:
+        """Close every socket and the selector (called with ``_sock_lock`` held)."""
+        sock, self._sock = self._sock, None
+        for s in (sock, self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+        self._wake_r = self._wake_w = None
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+
+    # -- reading (the loop's thread) ----------------------------------------------------
+    def _recv_time(self, ancillary: list[tuple[int, int, bytes]]) -> float:
+        """When the bytes just read reached this host, on ``self._clock``'s time line."""
+        now = self._clock()
+        if not self._kernel_stamps:
+            return now
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(data)
+                # realtime -> perf_counter, read now: an adjustment of the realtime clock
+                # since the stamp shifts it by that adjustment; a stamp after now cannot be.
+                stamp_s = (sec + nsec * 1e-9) - (time.time() - self._clock())
+                return min(now, stamp_s)
+        return now
+
+    def _read(self) -> None:
+        """Read what the socket has, up to the end of the record in progress at most,
+        and queue the frames and faults it makes."""
+        sock, decoder = self._sock, self._decoder
+        assert sock is not None and decoder is not None
+        try:
+            data, ancillary, _, _ = sock.recvmsg(min(RECV_BYTES, decoder.bytes_wanted), _ANCILLARY_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._broken(_FAULT, f"disconnected: receive failed: {exc.strerror or exc}")
+            return
+        t_recv_s = self._recv_time(ancillary)
+        self._record_chunks.append(data)
+        if not data:
+            try:
+                decoder.finish()
+            except SendExternalError as exc:
+                self._broken(_FAULT, f"malformed: the connection closed inside a record: {exc}")
+                return
+            if decoder.ended:
+                self._broken(_END, "end of stream")
+            else:
+                self._broken(_FAULT, "disconnected: the scanner closed the connection")
+            return
+        try:
+            records = decoder.feed(data)
+        except SendExternalError as exc:
+            # Records completed before the bad bytes are good frames: hand them over
+            # before the fault.
+            self._queue_frames(exc.completed, t_recv_s)
+            self._broken(_FAULT, f"malformed: {exc}")
+            return
+        if records:
+            # Reads stop at record boundaries: these reads were exactly this record.
+            self._last_record_chunks, self._record_chunks = self._record_chunks, []
+        self._queue_frames(records, t_recv_s)
+        if decoder.ended:
+            self._broken(_END, "end of stream")
+
+    def _rehearse_decode(self) -> None:
+        """Decode the last record again, on a decoder of its own, and drop the result: the
+        frame about to arrive then finds the decoding code warm (see ``awake_s``)."""
+        chunks = self._last_record_chunks
+        if not chunks:
+            return
+        try:
+            decoder = SendExternalDecoder(self._stream_name())
+            for chunk in chunks:
+                for record in decoder.feed(chunk):
+                    _frame(record, 0.0, 0.0)
+        except SendExternalError:  # it decoded once; cannot happen, and must not matter
+            self._last_record_chunks = []
+
+    def _queue_frames(self, records: Iterable[SendExternalRecord], t_recv_s: float) -> None:
+        for record in records:
+            if self._first_recv_s is None:
+                self._first_recv_s = t_recv_s
+            if not self._geometry_read:
+                self._read_geometry(record)
+            self._ready.append((_FRAME, _frame(record, t_recv_s, self._first_recv_s)))
 
     def _read_geometry(self, record: SendExternalRecord) -> None:
-        """Keep the first record's plane; set before its frame is queued, so the consumer
-        sees it with that frame."""
+        """Keep the first record's plane; set before its frame is handed over, so the
+        consumer sees it with that frame."""
         self.geometry = _record_geometry(record)
         self._geometry_read = True
-
-    def _read_stream(self, sock: socket.socket) -> tuple[str, str] | None:
-        """Read records until the connection ends; the outcome as (kind, text), or None
-        when stopped."""
-        decoder = SendExternalDecoder(self._stream_name())
-        first_recv_s = self._first_recv_s
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([sock], [], [], _RX_POLL_S)
-            except (OSError, ValueError) as exc:
-                return _FAULT, f"disconnected: {exc}"
-            if not ready:
-                continue
-            try:
-                data = sock.recv(RECV_BYTES)
-            except OSError as exc:
-                return _FAULT, f"disconnected: receive failed: {exc.strerror or exc}"
-            t_recv_s = self._clock()
-            if not data:
-                try:
-                    decoder.finish()
-                except SendExternalError as exc:
-                    return _FAULT, f"malformed: the connection closed inside a record: {exc}"
-                if decoder.ended:
-                    return _END, "end of stream"
-                return _FAULT, "disconnected: the scanner closed the connection"
-            try:
-                records = decoder.feed(data)
-            except SendExternalError as exc:
-                # Records completed in this read before the bad bytes are good frames:
-                # hand them over before the fault.
-                for record in exc.completed:
-                    if first_recv_s is None:
-                        first_recv_s = self._first_recv_s = t_recv_s
-                    if not self._geometry_read:
-                        self._read_geometry(record)
-                    self._put(_FRAME, _frame(record, t_recv_s, first_recv_s))
-                return _FAULT, f"malformed: {exc}"
-            for record in records:
-                if first_recv_s is None:
-                    first_recv_s = self._first_recv_s = t_recv_s
-                if not self._geometry_read:
-                    self._read_geometry(record)
-                if not self._put(_FRAME, _frame(record, t_recv_s, first_recv_s)):
-                    return None
-            if decoder.ended:
-                return _END, "end of stream"
-        return None
 
 
 def _record_geometry(record: SendExternalRecord) -> PlaneGeometry | None:

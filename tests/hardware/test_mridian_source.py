@@ -285,6 +285,38 @@ def test_gives_up_after_max_connect_attempts() -> None:
     assert source.ended_by is not None and source.ended_by.startswith("gave up after 3")
 
 
+def test_a_tick_opens_the_awake_window_before_each_frame_is_due(scanner_factory) -> None:
+    """With ``awake_s``, a ``None`` tick comes between frames, no earlier than the last
+    frame's arrival plus one period minus ``awake_s`` (the consumer warms up on it)."""
+    awake_s = 0.01
+    scanner = scanner_factory([("frames", 0, 8, PERIOD_S), ("send", END_OF_STREAM)])
+    items = run_source(source_for(scanner.port, awake_s=awake_s, tick_s=1.0))
+    frames = frames_of(items)
+    assert [f.index for f in frames] == list(range(8))
+    ticks_between = []
+    last: Frame | None = None
+    for t, item, _ in items:
+        if item is not None:
+            last = item
+            ticks_between.append([])
+        elif last is not None and ticks_between:
+            ticks_between[-1].append(t - last.t_recv_s)
+    waits = ticks_between[:-1]  # after the last frame, the stream ends
+    assert sum(bool(w) for w in waits) >= len(waits) - 1  # one late frame may skip its window
+    assert all(dt >= PERIOD_S - awake_s - 0.002 for w in waits for dt in w)
+
+
+def test_without_awake_s_no_tick_comes_between_frames(scanner_factory) -> None:
+    """With ``awake_s=0`` and frames well inside the tick interval, the source yields
+    frames only: no warm-up tick wakes the consumer between them."""
+    scanner = scanner_factory([("frames", 0, 6, PERIOD_S), ("send", END_OF_STREAM)])
+    items = run_source(source_for(scanner.port, frame_period_s=0.5, awake_s=0.0))
+    kinds = [item is not None for _, item, _ in items]
+    first, last = kinds.index(True), len(kinds) - 1 - kinds[::-1].index(True)
+    assert kinds.count(True) == 6
+    assert all(kinds[first:last + 1])
+
+
 def test_close_stops_a_waiting_iteration(scanner_factory) -> None:
     scanner = scanner_factory([("frames", 0, 1, PERIOD_S), ("sleep", 30.0)])
     source = source_for(scanner.port)
@@ -302,7 +334,8 @@ def test_close_stops_a_waiting_iteration(scanner_factory) -> None:
     "kwargs",
     [dict(port=0), dict(port=1, frame_period_s=0.0), dict(port=1, stall_timeout_factor=1.0),
      dict(port=1, recovery_frames=0), dict(port=1, max_connect_attempts=0), dict(port=1, tick_s=float("inf")),
-     dict(port=1, reference_label=np.zeros(4, bool))],
+     dict(port=1, reference_label=np.zeros(4, bool)), dict(port=1, awake_s=-0.001),
+     dict(port=1, frame_period_s=0.01, awake_s=0.005), dict(port=1, awake_s=float("nan"))],
 )
 def test_arguments_are_checked(kwargs: dict) -> None:
     with pytest.raises(ValueError):
