@@ -12,6 +12,8 @@ source holds the beam with a reason.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import gc
 import logging
 import math
@@ -100,6 +102,14 @@ class SessionConfig:
         The position-uncertainty allowance (mm): the gate judges the target at its
         displacement (tracked, propagated or predicted) moved this much further from the
         reference (:mod:`gating.uncertainty`). ``outside_pct`` is that of the moved target.
+    keep_warm : bool
+        Between frames of a live source (on its ``None`` ticks, which
+        :class:`hardware.mridian_source.MRIdianSource` yields as the next frame falls
+        due), rehearse the decision on the last frame on a copy of the session's tracker
+        and gate, whose result goes nowhere: the frame that follows then finds the
+        loop's code and data in the caches instead of paying for an idle machine's
+        cold start (measured in ``benchmarks/test_live.py``). The real tracker, gate and
+        beam are not touched, so no decision depends on it.
     deformable : bool
         The deformable mode, for targets that change shape: after the rigid match, the
         reference target is propagated by an affine registration of the region around
@@ -123,6 +133,7 @@ class SessionConfig:
     watchdog_periods: float | None = 2.0
     predict_ms: float = 0.0
     uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM
+    keep_warm: bool = True
     deformable: bool = True
 
     def gate_config(self) -> GateConfig:
@@ -244,6 +255,14 @@ class GatingSession:
         self.registration: Any = None
         self.deformed_outside: Any = None
         self.last_affine: np.ndarray | None = None
+        #: keep_warm: the copy that rehearses decisions between frames, and the last
+        #: frame decided (what it rehearses on).
+        self._rehearsal: GatingSession | None = None
+        self._last_frame: Frame | None = None
+        self.n_rehearsals = 0
+        self._keep_warm = config.keep_warm
+        #: A beam interface with housekeeping (TcpBeam: acknowledgements, timeouts).
+        self._beam_poll: Callable[[], None] | None = getattr(beam, "poll", None)
 
     # -- set-up ---------------------------------------------------------------------
     def _set_up(self, first: Frame) -> None:
@@ -380,6 +399,13 @@ class GatingSession:
                 self._guarded_hold(BEAM_FAULT, self._last_t_acq_s)
         latency_us = (time.perf_counter() - frame.t_recv_s) * 1e6
         # ---- beam command issued: everything below is bookkeeping -----------------
+        if self._beam_poll is not None:
+            # A beam link reads its acknowledgements now, after the command.
+            with self._beam_lock:
+                try:
+                    self._beam_poll()
+                except Exception:  # noqa: BLE001 - a link that fails here fails safe on its own
+                    log.warning("beam interface poll failed", exc_info=True)
         if self._watchdog is not None:
             self._watchdog.kick()
         if in_order or frame.index > self._last_index:  # type: ignore[operator]
@@ -403,7 +429,46 @@ class GatingSession:
         if decision.reason == TRACKING_FAULT and tracking_note:
             log.debug("frame %d: tracking fault: %s", frame.index, tracking_note)
         record = self._record(frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness)
+        self._last_frame = frame
         return record
+
+    # -- keeping the hot path warm between frames -------------------------------------------
+    def _make_rehearsal(self) -> GatingSession:
+        """A copy of the decision state (tracker, boundary, registration) with a beam of
+        its own and nothing recording: what :meth:`rehearse` runs."""
+        from hardware import SimulatedBeam
+
+        shadow = GatingSession(self.source, dataclasses.replace(self.config, watchdog_periods=None, keep_warm=False),
+                               SimulatedBeam())
+        shadow.tracker = copy.deepcopy(self.tracker)
+        shadow.geometry = copy.deepcopy(self.geometry)
+        shadow.registration = copy.deepcopy(self.registration)
+        shadow.deformed_outside = copy.deepcopy(self.deformed_outside)
+        shadow._shape, shadow._spacing_mm = self._shape, self._spacing_mm
+        return shadow
+
+    def rehearse(self) -> None:
+        """Run the last frame's decision again on the rehearsal copy (keep_warm).
+
+        Off the decision path: called between frames; its tracker, gate and beam are the
+        copy's own, so nothing the session decides depends on it. Never raises.
+        """
+        last = self._last_frame
+        if last is None or self.tracker is None:
+            return
+        try:
+            if self._rehearsal is None:
+                self._rehearsal = self._make_rehearsal()
+            shadow = self._rehearsal
+            k = self.n_rehearsals + 1
+            # A newer index and time for the copy's own timeline; received now.
+            shadow.process(Frame(k, k * self.source.frame_period_s, time.perf_counter(), last.pixels,
+                                 last.spacing_mm, None))
+            self.n_rehearsals = k
+        except Exception:  # noqa: BLE001 - a rehearsal must never disturb the session
+            log.warning("keep-warm rehearsal failed: switched off for this session", exc_info=True)
+            self._keep_warm = False
+            self._rehearsal = None
 
     def _register(self, frame: Frame, result: TrackResult) -> tuple[float, float, bool, str]:
         """Deformable mode: propagate the target by an affine registration started at the
@@ -570,6 +635,8 @@ class GatingSession:
                     # reports holds the beam now; mere silence is the watchdog's to judge.
                     if self.source.fault:
                         self._hold_for_source_fault()
+                    elif self._keep_warm:
+                        self.rehearse()  # a frame is due: have its code and data warm
                     continue
                 if self.tracker is None:
                     self._set_up(frame)

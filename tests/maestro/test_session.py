@@ -125,3 +125,55 @@ def test_rows_are_on_disk_before_the_session_ends(tmp_path) -> None:
     GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, on_record=check).run()
     recorder.close()
     assert seen == [1, 2, 3, 4, 5]
+
+
+class _TickingSource:
+    """A replay with ``ticks`` ``None`` items before every frame after the first, as a
+    live source yields them while the next frame falls due."""
+
+    def __init__(self, inner, ticks: int) -> None:
+        self._inner, self._ticks = inner, ticks
+        self.frame_period_s = inner.frame_period_s
+        self.description = inner.description
+
+    reference_label = property(lambda self: self._inner.reference_label)
+    fault = property(lambda self: self._inner.fault)
+
+    def __iter__(self):
+        import time
+
+        for i, frame in enumerate(self._inner):
+            for _ in range(self._ticks if i else 0):
+                yield None
+            # Received when handed over: the rehearsals before it are not its age.
+            yield Frame(frame.index, frame.t_acq_s, time.perf_counter(), frame.pixels, frame.spacing_mm, frame.label)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@pytest.mark.parametrize("deformable", [False, True])
+def test_keep_warm_rehearsals_change_no_decision(deformable: bool) -> None:
+    """keep_warm rehearses on a copy between frames: every record of the bundled session
+    is the same with it on and off, apart from the measured latency."""
+    from pathlib import Path
+
+    from hardware.replay import ReplaySource
+
+    bundled = Path(__file__).resolve().parents[2] / "replay_data" / "mridian-8fps-seed1"
+    runs = {}
+    for keep_warm in (False, True):
+        session = GatingSession(_TickingSource(ReplaySource(bundled), ticks=2),
+                                SessionConfig(keep_warm=keep_warm, deformable=deformable, max_frame_age_ms=10_000.0),
+                                SimulatedBeam())
+        records: list = []
+        session.on_record = records.append
+        summary = session.run(max_frames=80)
+        runs[keep_warm] = (records, session.n_rehearsals, summary)
+    (cold, n_cold, _), (warm, n_warm, _) = runs[False], runs[True]
+    assert n_cold == 0 and n_warm == 2 * (len(warm) - 1)
+    assert len(cold) == len(warm) == 80
+    strip = [c for c in FRAME_COLUMNS if c != "latency_us"]
+    for a, b in zip(cold, warm):
+        assert [repr(getattr(a, c)) for c in strip] == [repr(getattr(b, c)) for c in strip], a.frame
+    assert {r.beam for r in warm} == {"on", "hold"}  # a session that gates both ways
