@@ -259,6 +259,7 @@ class GatingSession:
         #: frame decided (what it rehearses on).
         self._rehearsal: GatingSession | None = None
         self._last_frame: Frame | None = None
+        self._rehearsed_frame: Frame | None = None
         self.n_rehearsals = 0
         self._keep_warm = config.keep_warm
         #: A beam interface with housekeeping (TcpBeam: acknowledgements, timeouts).
@@ -448,14 +449,16 @@ class GatingSession:
         return shadow
 
     def rehearse(self) -> None:
-        """Run the last frame's decision again on the rehearsal copy (keep_warm).
+        """Run the last frame's decision again on the rehearsal copy (keep_warm), once
+        per frame decided.
 
         Off the decision path: called between frames; its tracker, gate and beam are the
         copy's own, so nothing the session decides depends on it. Never raises.
         """
         last = self._last_frame
-        if last is None or self.tracker is None:
-            return
+        if last is None or self.tracker is None or last is self._rehearsed_frame:
+            return  # once per frame: a source that ticks through a stall gets no more
+        self._rehearsed_frame = last
         try:
             if self._rehearsal is None:
                 self._rehearsal = self._make_rehearsal()
