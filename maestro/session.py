@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 #: The cyclic garbage collector is disabled during a session so that it never runs
 #: inside a frame's latency; the loop collects the young generations itself this often.
 _GC_EVERY_FRAMES = 1000
+#: A keep-warm rehearsal longer than this many frame periods switches keeping warm off.
+_MAX_REHEARSAL_PERIODS = 0.25
 
 #: Hold reason when a command to the beam interface itself failed.
 BEAM_FAULT = "beam_fault"
@@ -441,10 +443,10 @@ class GatingSession:
 
         shadow = GatingSession(self.source, dataclasses.replace(self.config, watchdog_periods=None, keep_warm=False),
                                SimulatedBeam())
-        shadow.tracker = copy.deepcopy(self.tracker)
-        shadow.geometry = copy.deepcopy(self.geometry)
-        shadow.registration = copy.deepcopy(self.registration)
-        shadow.deformed_outside = copy.deepcopy(self.deformed_outside)
+        shadow.tracker = _copy_keeping_readonly(self.tracker)
+        shadow.geometry = _copy_keeping_readonly(self.geometry)
+        shadow.registration = _copy_keeping_readonly(self.registration)
+        shadow.deformed_outside = _copy_keeping_readonly(self.deformed_outside)
         shadow._shape, shadow._spacing_mm = self._shape, self._spacing_mm
         return shadow
 
@@ -459,6 +461,7 @@ class GatingSession:
         if last is None or self.tracker is None or last is self._rehearsed_frame:
             return  # once per frame: a source that ticks through a stall gets no more
         self._rehearsed_frame = last
+        t0_s = time.perf_counter()
         try:
             if self._rehearsal is None:
                 self._rehearsal = self._make_rehearsal()
@@ -470,6 +473,14 @@ class GatingSession:
             self.n_rehearsals = k
         except Exception:  # noqa: BLE001 - a rehearsal must never disturb the session
             log.warning("keep-warm rehearsal failed: switched off for this session", exc_info=True)
+            self._keep_warm = False
+            self._rehearsal = None
+            return
+        took_s = time.perf_counter() - t0_s
+        if took_s > _MAX_REHEARSAL_PERIODS * self.source.frame_period_s:
+            # It would delay the next frame more than it could save (a compilation, a
+            # loaded machine): keeping warm is not worth it in this session.
+            log.warning("keep-warm rehearsal took %.0f ms: switched off for this session", took_s * 1e3)
             self._keep_warm = False
             self._rehearsal = None
 
@@ -709,3 +720,39 @@ def session_description(source: FrameSource, config: SessionConfig) -> dict[str,
         "frame_period_s": source.frame_period_s,
         "config": asdict(config),
     }
+
+
+def _copy_keeping_readonly(obj: Any) -> Any:
+    """``copy.deepcopy(obj)``, with every array that is read-only in ``obj`` read-only in
+    the copy too.
+
+    A deep copy makes arrays writeable, and Numba compiles a separate specialisation for
+    a writeable array where it had a read-only one: the copy's first call would compile
+    (seconds on an empty cache) instead of running warm.
+    """
+    clone = copy.deepcopy(obj)
+    _match_readonly(obj, clone, set())
+    return clone
+
+
+def _match_readonly(original: Any, clone: Any, seen: set[int]) -> None:
+    if id(original) in seen:
+        return
+    seen.add(id(original))
+    if isinstance(original, np.ndarray):
+        if not original.flags.writeable and isinstance(clone, np.ndarray):
+            clone.flags.writeable = False
+        return
+    if isinstance(original, (list, tuple)):
+        for a, b in zip(original, clone):
+            _match_readonly(a, b, seen)
+    elif isinstance(original, dict):
+        for key, value in original.items():
+            _match_readonly(value, clone.get(key), seen)
+    else:
+        names = list(getattr(original, "__dict__", {}))
+        for cls in type(original).__mro__:
+            slots = getattr(cls, "__slots__", ())
+            names += [n for n in ((slots,) if isinstance(slots, str) else slots) if hasattr(original, n)]
+        for key in names:
+            _match_readonly(getattr(original, key), getattr(clone, key, None), seen)

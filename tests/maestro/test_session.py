@@ -177,3 +177,57 @@ def test_keep_warm_rehearsals_change_no_decision(deformable: bool) -> None:
     for a, b in zip(cold, warm):
         assert [repr(getattr(a, c)) for c in strip] == [repr(getattr(b, c)) for c in strip], a.frame
     assert {r.beam for r in warm} == {"on", "hold"}  # a session that gates both ways
+
+
+def _numba_signature_counts() -> dict[str, int]:
+    """Compiled signatures of every Numba dispatcher in the libraries' modules."""
+    import sys
+
+    from numba.core.dispatcher import Dispatcher
+
+    counts = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("tracking", "gating")):
+            continue
+        for attr, value in vars(module).items():
+            if isinstance(value, Dispatcher):
+                counts[f"{name}.{attr}"] = len(value.signatures)
+    return counts
+
+
+def test_keep_warm_rehearsals_compile_nothing_the_session_did_not() -> None:
+    """The rehearsal copy keeps its arrays' read-only flags: a deep copy alone made them
+    writeable, and the copy's first call then compiled a new specialisation (1.6 s on an
+    empty Numba cache, long enough for the watchdog to hold)."""
+    from pathlib import Path
+
+    from hardware.replay import ReplaySource
+
+    bundled = Path(__file__).resolve().parents[2] / "replay_data" / "mridian-8fps-seed1"
+    counts = {}
+    for keep_warm in (False, True):
+        session = GatingSession(_TickingSource(ReplaySource(bundled), ticks=1),
+                                SessionConfig(keep_warm=keep_warm, max_frame_age_ms=10_000.0), SimulatedBeam())
+        session.run(max_frames=10)
+        counts[keep_warm] = _numba_signature_counts()
+    assert session.n_rehearsals == 9
+    assert counts[True] == counts[False]
+
+
+def test_a_rehearsal_slower_than_a_quarter_period_switches_keep_warm_off(monkeypatch) -> None:
+    from pathlib import Path
+
+    from hardware.replay import ReplaySource
+
+    class SlowCopy:
+        def process(self, frame) -> None:  # type: ignore[no-untyped-def]
+            import time
+
+            time.sleep(0.05)  # the bundled session is 8 fps: 50 ms > 31 ms
+
+    monkeypatch.setattr(GatingSession, "_make_rehearsal", lambda self: SlowCopy())
+    bundled = Path(__file__).resolve().parents[2] / "replay_data" / "mridian-8fps-seed1"
+    session = GatingSession(_TickingSource(ReplaySource(bundled), ticks=1),
+                            SessionConfig(max_frame_age_ms=10_000.0), SimulatedBeam())
+    session.run(max_frames=6)
+    assert session.n_rehearsals == 1 and session.summary.frames == 6
