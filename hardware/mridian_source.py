@@ -364,7 +364,7 @@ class MRIdianSource:
                     return
                 if not self._ready:
                     self._check_stall()
-                    if self._clock() >= self._awake_from_s:
+                    if self._clock() >= self._awake_from_s and self._decoder_idle():
                         self._awake_from_s = math.inf
                         self._rehearse_decode()
                         self._awake_until_s = self._clock() + 2.0 * self.awake_s
@@ -415,7 +415,8 @@ class MRIdianSource:
             wake_s = min(wake_s, self._next_connect_s)
         elif self._connecting_until_s is not None:
             wake_s = min(wake_s, self._connecting_until_s)
-        wake_s = min(wake_s, self._awake_from_s)
+        if self._decoder_idle():
+            wake_s = min(wake_s, self._awake_from_s)
         assert self._selector is not None
         selector = self._selector
         try:
@@ -442,6 +443,11 @@ class MRIdianSource:
                     self._read()
         if self._connecting_until_s is not None and self._clock() >= self._connecting_until_s:
             self._connect_failed(f"timed out after {self.connect_timeout_s:g} s")
+
+    def _decoder_idle(self) -> bool:
+        """No record is arriving: nothing of the next frame has been read yet (a frame
+        whose bytes are coming is not made to wait behind a warm-up)."""
+        return self._decoder is None or self._decoder.pending_bytes == 0
 
     def _assess(self, frame: Frame) -> None:
         """Judge a frame's timing as it is handed over; set or clear the fault."""
@@ -513,7 +519,11 @@ class MRIdianSource:
             self._connect_failed(exc.strerror or str(exc) or type(exc).__name__)
             return
         family, socktype, proto, _, address = infos[0]
-        sock = socket.socket(family, socktype, proto)
+        try:  # e.g. out of file descriptors: a failed attempt, retried, not the end
+            sock = socket.socket(family, socktype, proto)
+        except OSError as exc:
+            self._connect_failed(exc.strerror or str(exc) or type(exc).__name__)
+            return
         sock.setblocking(False)
         err = sock.connect_ex(address)
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):

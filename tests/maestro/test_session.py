@@ -231,3 +231,51 @@ def test_a_rehearsal_slower_than_a_quarter_period_switches_keep_warm_off(monkeyp
                             SessionConfig(max_frame_age_ms=10_000.0), SimulatedBeam())
     session.run(max_frames=6)
     assert session.n_rehearsals == 1 and session.summary.frames == 6
+
+
+def _arrays(obj, path: str, seen: set[int]):  # type: ignore[no-untyped-def]
+    """(path, array) of every ndarray reachable through attributes, slots and containers."""
+    if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        yield path, obj
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _arrays(v, f"{path}[{i}]", seen)
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _arrays(v, f"{path}[{k!r}]", seen)
+        return
+    names = list(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        slots = getattr(cls, "__slots__", ())
+        names += [n for n in ((slots,) if isinstance(slots, str) else slots) if hasattr(obj, n)]
+    for n in names:
+        yield from _arrays(getattr(obj, n), f"{path}.{n}", seen)
+
+
+def test_the_rehearsal_copy_shares_no_array_and_keeps_read_only_flags() -> None:
+    """Directly, whatever was compiled before: the copy's state is its own (no array
+    shared with the session's) and read-only where the session's is."""
+    from pathlib import Path
+
+    from hardware.replay import ReplaySource
+
+    bundled = Path(__file__).resolve().parents[2] / "replay_data" / "mridian-8fps-seed1"
+    session = GatingSession(ReplaySource(bundled), SessionConfig(max_frame_age_ms=10_000.0), SimulatedBeam())
+    session.run(max_frames=3)
+    shadow = session._make_rehearsal()
+    n = 0
+    for name in ("tracker", "geometry", "registration", "deformed_outside"):
+        mine = dict(_arrays(getattr(session, name), name, set()))
+        theirs = dict(_arrays(getattr(shadow, name), name, set()))
+        assert mine.keys() == theirs.keys()
+        for path, a in mine.items():
+            b = theirs[path]
+            assert not np.shares_memory(a, b), path
+            assert a.flags.writeable == b.flags.writeable, path
+            n += 1
+    assert n > 20
