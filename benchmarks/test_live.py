@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -101,9 +102,14 @@ def _live(fps: int, n_frames: int) -> tuple[np.ndarray, np.ndarray, int]:
                     missed += 1
 
         session = GatingSession(source, RIGID, beam, on_frame=on_frame)
+        # A scanner that stays connected but stops sending would stall the source for
+        # ever: close it (ending the run, and failing the count below) well after time.
+        deadline = threading.Timer(n_frames / fps + 60.0, source.close)
+        deadline.start()
         try:
             session.run(max_frames=n_frames)
         finally:
+            deadline.cancel()
             source.close()
             beam.close()
     finally:
