@@ -87,7 +87,18 @@ def _orientation_groups(contours: Sequence[np.ndarray]) -> list[tuple[np.ndarray
 
 
 def mask_on_plane(contours: Sequence[np.ndarray], geometry: PlaneGeometry, samples_per_px: int = 4) -> np.ndarray:
-    """The structure bounded by ``contours`` on the cine plane ``geometry``.
+    """The pixels at least half inside the structure bounded by ``contours`` on the cine
+    plane ``geometry``: :func:`fraction_on_plane` >= 1/2.
+
+    Parameters and errors as :func:`fraction_on_plane`; returns a (rows, cols) bool
+    ndarray, possibly empty (the caller decides what an empty cut means).
+    """
+    return fraction_on_plane(contours, geometry, samples_per_px) >= 0.5
+
+
+def fraction_on_plane(contours: Sequence[np.ndarray], geometry: PlaneGeometry, samples_per_px: int = 4) -> np.ndarray:
+    """The share of each pixel of the cine plane ``geometry`` inside the structure bounded
+    by ``contours`` (its partial volume), from ``samples_per_px``**2 sub-samples.
 
     Parameters
     ----------
@@ -100,9 +111,8 @@ def mask_on_plane(contours: Sequence[np.ndarray], geometry: PlaneGeometry, sampl
 
     Returns
     -------
-    (rows, cols) bool ndarray
-        Pixels at least half inside the structure. May be empty: the caller decides
-        what an empty cut means.
+    (rows, cols) float64 ndarray
+        In [0, 1], in steps of ``1 / samples_per_px**2``.
 
     Raises
     ------
@@ -154,8 +164,7 @@ def mask_on_plane(contours: Sequence[np.ndarray], geometry: PlaneGeometry, sampl
                     polygon = contours[i]
                     hit ^= _inside_even_odd(uv, np.column_stack([polygon @ e1, polygon @ e2]))
             inside[at] |= hit
-    fraction = inside.reshape(rows, cols, k * k).mean(axis=2)
-    return fraction >= 0.5
+    return inside.reshape(rows, cols, k * k).mean(axis=2)
 
 
 def distance_to_plane_mm(contours: Sequence[np.ndarray], geometry: PlaneGeometry) -> float:

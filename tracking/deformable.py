@@ -654,29 +654,49 @@ def propagated_centroid_px(reference_centroid_px: tuple[float, float], affine: n
 
 
 @numba.njit(**NJIT_OPTIONS)
-def _propagate_kernel(mask, inv, r_lo, r_hi, c_lo, c_hi, out):
-    n_rows, n_cols = mask.shape
+def _propagate_kernel(reference, inv, r_lo, r_hi, c_lo, c_hi, out):
+    n_rows, n_cols = reference.shape
     for r in range(r_lo, r_hi + 1):
         for c in range(c_lo, c_hi + 1):
             x = inv[0, 0] * r + inv[0, 1] * c + inv[0, 2]
             y = inv[1, 0] * r + inv[1, 1] * c + inv[1, 2]
-            ri = int(math.floor(x + 0.5))
-            ci = int(math.floor(y + 0.5))
-            if 0 <= ri < n_rows and 0 <= ci < n_cols and mask[ri, ci]:
+            r0 = int(math.floor(x))
+            c0 = int(math.floor(y))
+            tr = x - r0
+            tc = y - c0
+            value = 0.0
+            # Bilinear taps; a tap off the reference grid is 0 (outside the target).
+            for dr in range(2):
+                ri = r0 + dr
+                if ri < 0 or ri >= n_rows:
+                    continue
+                wr = tr if dr == 1 else 1.0 - tr
+                for dc in range(2):
+                    ci = c0 + dc
+                    if ci < 0 or ci >= n_cols:
+                        continue
+                    wc = tc if dc == 1 else 1.0 - tc
+                    value += wr * wc * reference[ri, ci]
+            if value >= 0.5:
                 out[r, c] = True
 
 
-def propagate_mask(reference_mask: np.ndarray, affine: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def propagate_mask(reference: np.ndarray, affine: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The reference target propagated by ``affine``, on the frame's pixel grid.
 
-    A frame pixel belongs to the propagated target when its centre, mapped back by the
-    inverse affine, falls in a reference target pixel (nearest pixel: the pixel square
-    ``[r - 1/2, r + 1/2) x [c - 1/2, c + 1/2)``).
+    A frame pixel belongs to the propagated target when the reference, sampled by
+    bilinear interpolation at the pixel's centre mapped back by the inverse affine, is at
+    least one half (0 beyond the reference grid). As the rigid mode's moved mask
+    (:func:`maestro.tracked_labels.moved_mask`) does, and for the same reason: a nearest
+    pixel look-up rounds a sub-pixel deformation away and leaves a staircase edge. A
+    partial-volume reference (the share of each pixel inside a planning contour) is
+    propagated as such, so its edge moves by fractions of a pixel.
 
     Parameters
     ----------
-    reference_mask : (H, W) bool ndarray
-        The reference target.
+    reference : (H, W) bool or float ndarray
+        The reference target: a mask, or the fraction of each pixel inside the target
+        (0 to 1).
     affine : (2, 3) array_like
         Reference (row, col, 1) -> frame (row, col).
     out : (H, W) bool ndarray, optional
@@ -685,19 +705,21 @@ def propagate_mask(reference_mask: np.ndarray, affine: np.ndarray, out: np.ndarr
     Returns
     -------
     (H, W) bool ndarray
-        Empty when the affine is not finite or singular (nothing to propagate).
+        Empty when the affine is not finite or singular (nothing to propagate). The
+        identity, and any whole-pixel translation, give a mask back exactly.
     """
-    mask = np.asarray(reference_mask)
-    if mask.ndim != 2 or mask.dtype != np.bool_:
-        raise ValueError(f"reference_mask: must be a 2D bool array, got {mask.ndim}D {mask.dtype}")
+    ref = np.asarray(reference)
+    if ref.ndim != 2 or not (ref.dtype == np.bool_ or np.issubdtype(ref.dtype, np.floating)):
+        raise ValueError(f"reference: must be a 2D bool or float array, got {ref.ndim}D {ref.dtype}")
+    ref = ref.astype(np.float64)
     if out is None:
-        out = np.zeros(mask.shape, dtype=np.bool_)
+        out = np.zeros(ref.shape, dtype=np.bool_)
     else:
-        if out.shape != mask.shape or out.dtype != np.bool_:
-            raise ValueError(f"out: must be a {mask.shape} bool array")
+        if out.shape != ref.shape or out.dtype != np.bool_:
+            raise ValueError(f"out: must be a {ref.shape} bool array")
         out[...] = False
     a = np.asarray(affine, dtype=np.float64).reshape(2, 3)
-    if not np.all(np.isfinite(a)) or not mask.any():
+    if not np.all(np.isfinite(a)) or not np.all(np.isfinite(ref)) or not (ref > 0.0).any():
         return out
     lin = a[:, :2]
     det = float(np.linalg.det(lin))
@@ -707,18 +729,18 @@ def propagate_mask(reference_mask: np.ndarray, affine: np.ndarray, out: np.ndarr
     inv = np.empty((2, 3))
     inv[:, :2] = lin_inv
     inv[:, 2] = -lin_inv @ a[:, 2]
-    # Only frame pixels within the mapped bounding box of the mask's pixel squares can
-    # be in the propagated target.
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    corners = np.array([[rows[0] - 0.5, cols[0] - 0.5], [rows[0] - 0.5, cols[-1] + 0.5],
-                        [rows[-1] + 0.5, cols[0] - 0.5], [rows[-1] + 0.5, cols[-1] + 0.5]])
+    # Only frame pixels whose centre maps within one pixel of the reference's non-zero
+    # pixels (the bilinear taps' reach) can be in the propagated target.
+    rows = np.flatnonzero((ref > 0.0).any(axis=1))
+    cols = np.flatnonzero((ref > 0.0).any(axis=0))
+    corners = np.array([[rows[0] - 1.0, cols[0] - 1.0], [rows[0] - 1.0, cols[-1] + 1.0],
+                        [rows[-1] + 1.0, cols[0] - 1.0], [rows[-1] + 1.0, cols[-1] + 1.0]])
     mapped = corners @ lin.T + a[:, 2]
-    h, w = mask.shape
+    h, w = ref.shape
     r_lo = max(0, int(math.floor(mapped[:, 0].min())))
     r_hi = min(h - 1, int(math.ceil(mapped[:, 0].max())))
     c_lo = max(0, int(math.floor(mapped[:, 1].min())))
     c_hi = min(w - 1, int(math.ceil(mapped[:, 1].max())))
     if r_lo <= r_hi and c_lo <= c_hi:
-        _propagate_kernel(mask, inv, r_lo, r_hi, c_lo, c_hi, out)
+        _propagate_kernel(ref, inv, r_lo, r_hi, c_lo, c_hi, out)
     return out

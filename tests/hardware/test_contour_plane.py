@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as MplPath
 
-from hardware.contour_plane import distance_to_plane_mm, mask_on_plane
+from hardware.contour_plane import distance_to_plane_mm, fraction_on_plane, mask_on_plane
 from hardware.plane_geometry import PlaneGeometry
 from hardware.roi_contours import mask_outline
 
@@ -68,6 +68,25 @@ def test_an_outline_drawn_on_the_plane_gives_its_mask_back_exactly(name: str) ->
     for mask in shapes:
         contour = _edge_outline_mm(mask, geometry)
         np.testing.assert_array_equal(mask_on_plane([contour], geometry), mask)
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_a_rectangle_off_the_pixel_edges_gives_its_partial_volume(name: str) -> None:
+    """A rectangle whose edges lie a quarter pixel inside the pixel edges: with 4 x 4
+    sub-samples its edge pixels are exactly 3/4 inside, its corners 9/16, and the mask
+    is the pixels at least half inside."""
+    geometry = GEOMETRIES[name]
+    r0, r1, c0, c1 = 10.25, 19.75, 12.25, 25.75  # pixel coordinates of the edges
+    corners_px = np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]]) - 0.5
+    got = fraction_on_plane([geometry.pixel_to_patient_mm(corners_px)], geometry)
+    expected = np.zeros(geometry.shape)
+    expected[10:20, 12:26] = 1.0
+    expected[[10, 19], 12:26] *= 0.75
+    expected[10:20, [12, 25]] *= 0.75
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    np.testing.assert_array_equal(mask_on_plane([geometry.pixel_to_patient_mm(corners_px)], geometry), expected >= 0.5)
+    # The area is kept to the sub-sample grid: 9.5 x 13.5 pixels.
+    assert got.sum() == pytest.approx(9.5 * 13.5)
 
 
 def test_a_contour_inside_another_is_a_hole() -> None:

@@ -8,6 +8,7 @@ import math
 
 import cv2
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from maestro.phantom import generate_session
@@ -272,33 +273,68 @@ def test_constructor_rejects_bad_input(reference_and_mask) -> None:  # type: ign
         AffineRegistration(np.full(SHAPE, 5.0), mask, SPACING)
 
 
-def _propagate_naive(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(mask)
+def _propagate_naive(reference: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Bilinear sample of the reference at each pixel centre mapped back, >= 1/2."""
+    ref = reference.astype(float)
+    out = np.zeros(ref.shape, dtype=bool)
     lin_inv = np.linalg.inv(affine[:, :2])
-    for r in range(mask.shape[0]):
-        for c in range(mask.shape[1]):
+
+    def at(i: int, j: int) -> float:
+        return float(ref[i, j]) if 0 <= i < ref.shape[0] and 0 <= j < ref.shape[1] else 0.0
+
+    for r in range(ref.shape[0]):
+        for c in range(ref.shape[1]):
             x = lin_inv @ (np.array([r, c], dtype=float) - affine[:, 2])
-            ri, ci = math.floor(x[0] + 0.5), math.floor(x[1] + 0.5)
-            if 0 <= ri < mask.shape[0] and 0 <= ci < mask.shape[1] and mask[ri, ci]:
-                out[r, c] = True
+            i, j = math.floor(x[0]), math.floor(x[1])
+            a, b = x[0] - i, x[1] - j
+            v = ((1 - a) * (1 - b) * at(i, j) + (1 - a) * b * at(i, j + 1)
+                 + a * (1 - b) * at(i + 1, j) + a * b * at(i + 1, j + 1))
+            out[r, c] = v >= 0.5
     return out
 
 
-def test_propagate_mask_matches_naive_loop() -> None:
+def test_propagate_mask_matches_naive_loop_and_scipy() -> None:
     rng = np.random.default_rng(3)
     r, c = np.mgrid[0:48, 0:40]
     mask = ((r - 20) / 7.0) ** 2 + ((c - 18) / 5.0) ** 2 <= 1.0
     mask[8:12, 30:36] = True  # a second, rectangular part
+    mask[0:3, 0:4] = True  # at the grid's corner: taps off the grid count as outside
+    fraction = ndimage.gaussian_filter(mask.astype(float), 0.8)
     for _ in range(20):
         lin = np.eye(2) + rng.uniform(-0.3, 0.3, (2, 2))
         affine = np.column_stack([lin, rng.uniform(-6.0, 6.0, 2)])
-        np.testing.assert_array_equal(propagate_mask(mask, affine), _propagate_naive(mask, affine))
+        for reference in (mask, fraction):
+            got = propagate_mask(reference, affine)
+            np.testing.assert_array_equal(got, _propagate_naive(reference, affine))
+            # The same sampling by SciPy (bilinear, zero beyond the grid), away from the
+            # 1/2 level where rounding may differ.
+            inv = np.linalg.inv(affine[:, :2])
+            value = ndimage.affine_transform(reference.astype(float), inv, offset=-inv @ affine[:, 2],
+                                             order=1, mode="grid-constant", cval=0.0)
+            clear = np.abs(value - 0.5) > 1e-9
+            np.testing.assert_array_equal(got[clear], (value >= 0.5)[clear])
     out = np.ones_like(mask)
     assert propagate_mask(mask, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), out=out) is out
     np.testing.assert_array_equal(out, mask)
+    shifted = propagate_mask(mask, np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -2.0]]))
+    np.testing.assert_array_equal(shifted[3:, :-2], mask[:-3, 2:])
     assert not propagate_mask(mask, np.full((2, 3), np.nan)).any()
     assert not propagate_mask(mask, np.zeros((2, 3))).any()  # singular
     assert not propagate_mask(mask, np.array([[1.0, 0.0, 500.0], [0.0, 1.0, 0.0]])).any()
+    with pytest.raises(ValueError, match="reference"):
+        propagate_mask(mask.astype(np.int32), np.eye(2, 3))
+
+
+def test_a_fifth_pixel_shift_moves_a_partial_volume_edge() -> None:
+    """A straight edge whose boundary pixels are 60 % inside: a 0.2 px shift toward them
+    takes them out (0.6 -> 0.48), a nearest look-up would keep them."""
+    ref = np.zeros((10, 10))
+    ref[:, :4] = 1.0
+    ref[:, 4] = 0.6
+    moved_in = propagate_mask(ref, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -0.2]]))
+    assert moved_in[:, :4].all() and not moved_in[:, 4:].any()
+    moved_out = propagate_mask(ref, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.2]]))
+    assert moved_out[:, :5].all() and not moved_out[:, 5:].any()
 
 
 def _disk_scene(r: np.ndarray, c: np.ndarray, centre: tuple[float, float], radius_px: float) -> np.ndarray:
