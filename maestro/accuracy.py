@@ -64,6 +64,8 @@ class TrackingAccuracy:
         Lesion diameter, mm.
     frames : int
         Frames scored (the first, the reference, is not).
+    mode : str
+        ``deformable`` (replay's default) or ``rigid``.
     mean_mm, p95_mm : float
         Centroid error over every scored frame (an invalid frame counts as infinite).
     max_unflagged_mm : float
@@ -95,6 +97,7 @@ class TrackingAccuracy:
     large_flagged_pct: float
     flagged_pct: float
     dice_mean: float
+    mode: str
     tracked_mm: np.ndarray
     true_mm: np.ndarray
     flagged: np.ndarray
@@ -102,6 +105,22 @@ class TrackingAccuracy:
 
 def _trace_xyz(trace) -> np.ndarray:  # type: ignore[no-untyped-def]
     return np.stack((trace.si_mm, trace.ap_mm, trace.lr_mm), axis=1)
+
+
+def _registered_mm(registration, pixels: np.ndarray, row_px: float, col_px: float,  # type: ignore[no-untyped-def]
+                   spacing_mm: tuple[float, float]) -> tuple[float, float, np.ndarray] | None:
+    """The deformable mode's step, as the session takes it (``GatingSession._register``):
+    the registration started at the rigid match (px), then the displacement of the
+    propagated target's centroid (row_mm, col_mm) and the affine; ``None`` when the
+    registration fails (the session holds)."""
+    from tracking.deformable import propagated_centroid_px
+
+    if registration.register(pixels, row_px, col_px) != 0:
+        return None
+    affine = registration.affine
+    c0 = registration.reference_centroid_px
+    c = propagated_centroid_px(c0, affine)
+    return (c[0] - c0[0]) * spacing_mm[0], (c[1] - c0[1]) * spacing_mm[1], affine
 
 
 def evaluate_tracking(
@@ -120,6 +139,7 @@ def evaluate_tracking(
     excursions: object = (),
     slide: float = 0.0,
     tracker_options: dict | None = None,
+    deformable: bool = True,
 ) -> TrackingAccuracy:
     """Render a trace-driven session frame by frame and score the tracker on it.
 
@@ -149,8 +169,15 @@ def evaluate_tracking(
     excursions : sequence of (start_s, duration_s, si_mm, ap_mm)
         Sudden whole-liver shifts added to the trace (see
         :func:`maestro.phantom.excursions_for`).
+    deformable : bool
+        Replay's default mode: the position is the centroid of the reference target
+        propagated by the affine registration started at the rigid match, a failed
+        registration is flagged (the session holds), and Dice is that of the propagated
+        target. ``False``: the rigid mode (``--rigid``).
     """
     from scipy import ndimage
+
+    from tracking.deformable import AffineRegistration, propagate_mask
 
     from maestro.phantom import TRACE_STRAIN_PER_MM, TracePhantom
     from tracking.multi_reference import MultiReferenceTracker
@@ -169,12 +196,14 @@ def evaluate_tracking(
     dice = []
     score_dice = phantom.lesion.diameter_mm >= DICE_MIN_DIAMETER_MM
     spacing = np.asarray(phantom.spacing_mm)
-    tracker = None
+    tracker = registration = None
     ref_fraction = None
     for f in phantom.frames():
         pixels = f.pixels.astype(np.float32)
         if tracker is None:
             ref_fraction = f.label_fraction.astype(np.float64)
+            if deformable:
+                registration = AffineRegistration(pixels, ref_fraction >= 0.5, phantom.spacing_mm)
             if max_references > 1:
                 tracker = MultiReferenceTracker(
                     pixels, ref_fraction >= 0.5, phantom.spacing_mm,
@@ -191,14 +220,25 @@ def evaluate_tracking(
             continue
         r = tracker.track(pixels)
         flagged[f.index] = r.gate_confidence < confidence_floor
-        if r.valid:
-            tracked[f.index] = (r.row_mm, r.col_mm)
-            if score_dice:
+        if r.valid and registration is not None:
+            registered = _registered_mm(registration, pixels, r.row_px, r.col_px, phantom.spacing_mm)
+            if registered is None:
+                # The session holds on a failed registration; its rigid match is scored.
+                flagged[f.index] = True
+                tracked[f.index] = (r.row_mm, r.col_mm)
                 moved = ndimage.shift(ref_fraction, (r.row_px, r.col_px), order=1) >= 0.5
+            else:
+                tracked[f.index] = registered[:2]
+                moved = propagate_mask(ref_fraction, registered[2])
+        elif r.valid:
+            tracked[f.index] = (r.row_mm, r.col_mm)
+            moved = ndimage.shift(ref_fraction, (r.row_px, r.col_px), order=1) >= 0.5
+        if score_dice:
+            if r.valid:
                 truth = f.label_fraction >= 0.5
                 dice.append(2.0 * np.count_nonzero(moved & truth) / (moved.sum() + truth.sum()))
-        elif score_dice:
-            dice.append(0.0)
+            else:
+                dice.append(0.0)
     truth = np.asarray(phantom.trajectory_mm)
     err = np.hypot(*(tracked[1:] - truth[1:]).T)
     err = np.where(np.isfinite(err), err, np.inf)
@@ -217,6 +257,7 @@ def evaluate_tracking(
         large_flagged_pct=100.0 * float(flags[large].mean()) if large.any() else 100.0,
         flagged_pct=100.0 * float(flags.mean()),
         dice_mean=float(np.mean(dice)) if dice else math.nan,
+        mode="deformable" if deformable else "rigid",
         tracked_mm=tracked,
         true_mm=truth,
         flagged=flagged,
@@ -375,9 +416,17 @@ class RealisticAccuracy:
     large, large_flagged_pct, flagged_pct
         As in :class:`TrackingAccuracy` (over every frame).
     dice, hd95_mm, msd_mm : float
-        TrackRAD2025 metrics of the tracked mask (moved, or propagated in the deformable
-        mode) against the true mask (label fraction >= 0.5), on 1 mm grids, mean over
-        unflagged frames.
+        TrackRAD2025 metrics of the tracked mask (the reference moved, or propagated in
+        the deformable mode) against the true mask (label fraction >= 0.5), on 1 mm
+        grids, mean over unflagged frames. The reference is frame 0's label fraction, as
+        a planning contour gives it (:func:`maestro.target.structure_target`).
+    relative_d98 : float
+        TrackRAD2025's dose metric (:func:`gating.metrics.relative_d98`): the D98 of the
+        reference target under a dose that follows the tracked mask's centroid over the
+        unflagged frames, relative to a perfectly placed one (1 = no loss).
+    dice_mask_ref : float
+        ``dice`` with a binary reference (frame 0's label >= 0.5), as a label image
+        gives it: its edge moves in whole pixels where a contour's moves by fractions.
     wrong_on_2_pct : float
         Share of beam-on frames (3 mm / 10 %, no latency) with the true target more than
         the threshold + 2 points outside; truth from the exact warped lesion.
@@ -410,6 +459,8 @@ class RealisticAccuracy:
     dice: float
     hd95_mm: float
     msd_mm: float
+    relative_d98: float
+    dice_mask_ref: float
     wrong_on_2_pct: float
     wrong_on_5: int
     bound_on_2_pct: float
@@ -440,23 +491,25 @@ def evaluate_realistic(
     """
     from gating.boundary import GatingGeometry
     from gating.deformed_outside import DeformedOutside
-    from gating.metrics import outside_pct_from_distances, resample_mask_1mm, trackrad_frame
+    from gating.metrics import outside_pct_from_distances, relative_d98, resample_mask_1mm, trackrad_frame
     from maestro.motion_phantom import motion_case, motion_case_phantom
     from maestro.tracked_labels import moved_mask
-    from tracking.deformable import AffineRegistration, propagate_mask, propagated_centroid_px
+    from tracking.deformable import AffineRegistration, propagate_mask
     from tracking.tracker import TemplateTracker
 
     case = motion_case(case_name)
     phantom = motion_case_phantom(case_name, geometry, seconds, seed, series_folder)
     spacing = phantom.spacing_mm
-    errors, flagged, dice, hd95, msd, on, true_out, perfect_on = [], [], [], [], [], [], [], []
+    errors, flagged, dice, hd95, msd, dice_mask, on, true_out, perfect_on = [], [], [], [], [], [], [], [], []
+    shifts_mm = []
     tracker = registration = geometry_ref = deformed = None
-    ref = None
+    ref = ref_fraction = None
     for f in phantom.frames():
         pixels = f.pixels.astype(np.float32)
         truth = f.label_fraction >= 0.5
         if tracker is None:
             ref = truth
+            ref_fraction = f.label_fraction.astype(np.float64)
             tracker = TemplateTracker(pixels, ref, spacing, trust_floor=confidence_floor)
             geometry_ref = GatingGeometry(ref, spacing, margin_mm)
             if deformable:
@@ -465,15 +518,14 @@ def evaluate_realistic(
             continue
         r = tracker.track(pixels)
         flag = r.gate_confidence < confidence_floor
-        row_mm, col_mm, mask, outside = r.row_mm, r.col_mm, None, 100.0
+        row_mm, col_mm, mask, mask_binary_ref, outside = r.row_mm, r.col_mm, None, None, 100.0
         if r.valid and not flag:
             if registration is not None:
-                if registration.register(pixels, r.row_px, r.col_px) == 0:
-                    affine = registration.affine
-                    c0 = registration.reference_centroid_px
-                    c = propagated_centroid_px(c0, affine)
-                    row_mm, col_mm = (c[0] - c0[0]) * spacing[0], (c[1] - c0[1]) * spacing[1]
-                    mask = propagate_mask(ref, affine)
+                registered = _registered_mm(registration, pixels, r.row_px, r.col_px, spacing)
+                if registered is not None:
+                    row_mm, col_mm, affine = registered
+                    mask = propagate_mask(ref_fraction, affine)
+                    mask_binary_ref = propagate_mask(ref, affine)
                     far_row, far_col = away_from_reference_mm(row_mm, col_mm, uncertainty_mm)
                     judged = affine.copy()
                     judged[0, 2] += (far_row - row_mm) / spacing[0]
@@ -482,18 +534,24 @@ def evaluate_realistic(
                 else:
                     flag = True
             else:
-                mask = moved_mask(ref, r.row_px, r.col_px)
+                mask = moved_mask(ref_fraction, r.row_px, r.col_px)
+                mask_binary_ref = moved_mask(ref, r.row_px, r.col_px)
                 outside = geometry_ref.outside_pct(*away_from_reference_mm(row_mm, col_mm, uncertainty_mm))
         k = f.index
         err = math.hypot(row_mm - phantom.trajectory_mm[k, 0], col_mm - phantom.trajectory_mm[k, 1]) if r.valid else math.inf
         errors.append(err)
         flagged.append(flag)
         if mask is not None and not flag:
-            m = trackrad_frame(resample_mask_1mm(mask, spacing), resample_mask_1mm(truth, spacing))
+            truth_1mm = resample_mask_1mm(truth, spacing)
+            m = trackrad_frame(resample_mask_1mm(mask, spacing), truth_1mm)
             if m is not None:
                 dice.append(m.dice)
                 hd95.append(m.hd95_mm)
                 msd.append(m.msd_mm)
+                shifts_mm.append(m.shift_mm)
+            m = trackrad_frame(resample_mask_1mm(mask_binary_ref, spacing), truth_1mm)
+            if m is not None:
+                dice_mask.append(m.dice)
         beam_on = (not flag) and outside <= threshold_pct
         on.append(beam_on)
         # The exact warped lesion (its 5 x 5 sub-samples per pixel), not its label
@@ -521,6 +579,8 @@ def evaluate_realistic(
         dice=float(np.mean(dice)) if dice else math.nan,
         hd95_mm=float(np.mean(hd95)) if hd95 else math.nan,
         msd_mm=float(np.mean(msd)) if msd else math.nan,
+        relative_d98=relative_d98(resample_mask_1mm(ref, spacing), np.asarray(shifts_mm)) if shifts_mm else math.nan,
+        dice_mask_ref=float(np.mean(dice_mask)) if dice_mask else math.nan,
         wrong_on_2_pct=100.0 * float(np.mean(true_a[on_a] > threshold_pct + 2.0)) if n_on else 0.0,
         wrong_on_5=int(np.count_nonzero(true_a[on_a] > threshold_pct + 5.0)),
         bound_on_2_pct=100.0 * float(np.mean(true_a[perfect_a] > threshold_pct + 2.0)) if perfect_a.any() else 0.0,
@@ -532,18 +592,21 @@ def evaluate_realistic(
 def format_realistic_table(rows: list[RealisticAccuracy]) -> str:
     head = (
         f"{'case':<18} {'role':<8} {'geometry':<13} {'mode':<10} {'lesion':>6} {'mean':>5} {'p95':>5} {'max*':>5} "
-        f"{'>2mm':>4} {'flag%':>6} {'held%':>6} {'dice':>5} {'hd95':>5} {'msd':>5} {'on>+2':>6} {'on>+5':>5} {'bound':>6} {'duty':>6} {'ideal':>6}"
+        f"{'>2mm':>4} {'flag%':>6} {'held%':>6} {'dice':>5} {'dice*':>5} {'hd95':>5} {'msd':>5} {'rD98':>5} {'on>+2':>6} {'on>+5':>5} {'bound':>6} {'duty':>6} {'ideal':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.case:<18} {r.role:<8} {r.geometry:<13} {r.mode:<10} {r.lesion_mm:6.1f} {r.mean_mm:5.2f} {r.p95_mm:5.2f} "
-            f"{r.max_unflagged_mm:5.2f} {r.large:4d} {r.large_flagged_pct:6.1f} {r.flagged_pct:6.1f} {r.dice:5.3f} "
-            f"{r.hd95_mm:5.2f} {r.msd_mm:5.2f} {r.wrong_on_2_pct:5.1f}% {r.wrong_on_5:5d} {r.bound_on_2_pct:5.1f}% {r.duty_pct:5.1f}% {r.ideal_duty_pct:5.1f}%"
+            f"{r.max_unflagged_mm:5.2f} {r.large:4d} {r.large_flagged_pct:6.1f} {r.flagged_pct:6.1f} {r.dice:5.3f} {r.dice_mask_ref:5.3f} "
+            f"{r.hd95_mm:5.2f} {r.msd_mm:5.2f} {r.relative_d98:5.3f} {r.wrong_on_2_pct:5.1f}% {r.wrong_on_5:5d} {r.bound_on_2_pct:5.1f}% {r.duty_pct:5.1f}% {r.ideal_duty_pct:5.1f}%"
         )
     lines.append(
         "errors in mm over frames not held (mean, p95, max*); >2mm over every frame; flag% = share of those held; "
-        "held% = frames held by the tracker's flags; dice/hd95/msd (TrackRAD2025, 1 mm grid); on>+2 = share of "
+        "held% = frames held by the tracker's flags; dice/hd95/msd (TrackRAD2025, 1 mm grid) of the reference moved or "
+        "propagated from a contour's partial volume (as --target-rtstruct gives it); dice* = from a binary mask (a "
+        "label image); rD98 = TrackRAD2025's relative D98 (the target's D98 under a dose following the tracked "
+        "centroid / under a perfectly placed one); on>+2 = share of "
         "beam-on frames with the true target > threshold + 2 points outside, on>+5 = such frames > + 5 points "
         "(3 mm / 10 %, truth from the exact warped lesion); bound = on>+2 of a perfect rigid tracker (the gate fed "
         "the true displacement, no allowance): what the rigid gate's model of the target leaves; duty = share of "
@@ -646,6 +709,9 @@ def add_parser(subparsers) -> None:  # type: ignore[no-untyped-def]
     ap.add_argument("--threshold-pct", type=_number(0.0, high=100.0), default=10.0)
     ap.add_argument("--slide-pct", type=_number(-50.0, high=50.0), default=0.0,
                     help="the lesion moves this much more (%%) than the anatomy around it (sliding; default 0 = rigid)")
+    ap.add_argument("--rigid", action="store_true",
+                    help="the trace tables in the rigid mode (default: replay's default, the deformable mode); "
+                         "--realistic shows both modes")
     ap.add_argument("--realistic", type=Path, default=None, metavar="SERIES",
                     help="instead of the trace tables: the realistic cases (a lesion in the motion field of this "
                          "real cine series, e.g. ../shared/data/cine/liver-3T-volunteer-KS81), rigid and deformable "
@@ -686,6 +752,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
                 trace, geo, args.seconds, args.seed + i, args.lesion_mm, args.confidence_floor,
                 context_mm=args.context_mm, search_mm=args.search_mm,
                 max_references=max(args.references, 1), excursions=excursions, slide=args.slide_pct / 100.0,
+                deformable=not args.rigid,
             )
             tracking_rows.append(acc)
             ref = TracePhantom(
@@ -699,7 +766,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
             log.info("%s %s: mean %.2f mm", trace.name, geo, acc.mean_mm)
     print(
         f"Tracking accuracy (trace-driven phantoms, {args.seconds:g} s each, frames after the first; "
-        f"context {args.context_mm:g} mm, search {args.search_mm:g} mm, confidence floor "
+        f"{'rigid' if args.rigid else 'deformable'} mode, context {args.context_mm:g} mm, search {args.search_mm:g} mm, confidence floor "
         f"{args.confidence_floor:g}, {max(args.references, 1)} reference(s)"
         + (f"; the lesion slides: it moves {args.slide_pct:g} % more than its surroundings" if args.slide_pct else "")
         + ")"

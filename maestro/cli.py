@@ -341,7 +341,7 @@ def _write_tracked_labels(out: Path, source_path: Path, tracked_labels, session)
 
     case_id = re.sub(r"[^A-Za-z0-9_-]", "_", source_path.resolve().stem) or "case"
     spacing = session.tracker.spacing_mm
-    masks = tracked_labels.masks(session.tracker.target_mask, spacing)
+    masks = tracked_labels.masks(session.reference_fraction, spacing)
     written = write_tracked_labels(out, case_id, masks, spacing)
     print(f"tracked masks     {written} ({masks.shape[0]} frames)")
 

@@ -257,6 +257,10 @@ class GatingSession:
         self.registration: Any = None
         self.deformed_outside: Any = None
         self.last_affine: np.ndarray | None = None
+        #: The target on the reference frame as the share of each pixel inside it (H, W,
+        #: 0 to 1): a planning contour's partial volume, or the target mask as 0 / 1. What
+        #: ``--labels-out`` moves or propagates (set up on the first frame).
+        self.reference_fraction: np.ndarray | None = None
         #: keep_warm: the copy that rehearses decisions between frames, and the last
         #: frame decided (what it rehearses on).
         self._rehearsal: GatingSession | None = None
@@ -275,8 +279,9 @@ class GatingSession:
         from_label = label is not None
         if self.config.target_rtstruct is not None:
             assert self.config.roi is not None  # check_target_options
-            mask = structure_target(self.source.description, getattr(self.source, "geometry", None),
-                                    self.config.target_rtstruct, self.config.roi)
+            fraction = structure_target(self.source.description, getattr(self.source, "geometry", None),
+                                        self.config.target_rtstruct, self.config.roi)
+            mask = fraction >= 0.5
             if mask.shape != shape:
                 raise InputError(self.source.description, "geometry", f"is {mask.shape} px but the frames are {shape}")
             if label is not None:
@@ -285,6 +290,7 @@ class GatingSession:
             from_label = True  # a planning contour is a target contour
         else:
             mask = reference_target(self.source.description, shape, label, self.config.target_box)
+            fraction = mask.astype(np.float64)
         try:
             self.tracker = TemplateTracker(
                 first.pixels,
@@ -309,6 +315,7 @@ class GatingSession:
         except ValueError as exc:
             # The reference frame cannot serve: refuse the session before any beam decision.
             raise InputError(self.source.description, "target on the reference frame", str(exc)) from None
+        self.reference_fraction = fraction
         self._shape = shape
         self._spacing_mm = first.spacing_mm
         ref_label = first.label if first.label is not None else self.source.reference_label

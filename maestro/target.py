@@ -102,10 +102,14 @@ def structure_target(
     rtstruct_path: str | Path,
     roi_name: str,
 ) -> np.ndarray:
-    """The target mask on the reference frame from an RT Structure Set's ROI.
+    """The target on the reference frame from an RT Structure Set's ROI, as the share of
+    each pixel inside it (partial volume); the target mask is the pixels at least half
+    inside.
 
     The ROI's contours (patient coordinates) are cut by the cine plane of the reference
-    frame (:func:`hardware.contour_plane.mask_on_plane`).
+    frame (:func:`hardware.contour_plane.fraction_on_plane`). The fractions let the
+    deformable mode propagate the contour's edge by fractions of a pixel
+    (:func:`tracking.deformable.propagate_mask`).
 
     Parameters
     ----------
@@ -121,7 +125,8 @@ def structure_target(
 
     Returns
     -------
-    (H, W) bool ndarray
+    (H, W) float64 ndarray
+        In [0, 1]; at least one pixel is half inside or more.
 
     Raises
     ------
@@ -130,7 +135,7 @@ def structure_target(
         broken, the frames of reference differ, or the plane does not cut the ROI
         inside the frame.
     """
-    from hardware.contour_plane import distance_to_plane_mm, mask_on_plane
+    from hardware.contour_plane import distance_to_plane_mm, fraction_on_plane
     from hardware.rtstruct import read_roi
 
     rtstruct_path = Path(rtstruct_path)
@@ -150,9 +155,10 @@ def structure_target(
         log.warning("%s: the cine gives no FrameOfReferenceUID: taking ROI %r of %s as in its patient coordinates",
                     source_name, roi.name, rtstruct_path)
     try:
-        mask = mask_on_plane(roi.contours, geometry)
+        fraction = fraction_on_plane(roi.contours, geometry)
     except ValueError as exc:
         raise InputError(rtstruct_path, f"ROI {roi.name!r} ContourData", str(exc)) from None
+    mask = fraction >= 0.5
     if not mask.any():
         distance = distance_to_plane_mm(roi.contours, geometry)
         where = (f"its nearest contour point is {distance:.1f} mm from the plane" if distance > 0.5 else
@@ -161,7 +167,7 @@ def structure_target(
                          f"the cine plane of {source_name} does not cut it: {where}")
     log.info("%s: target = ROI %r of %s cut by the cine plane: %d px", source_name, roi.name, rtstruct_path,
              int(mask.sum()))
-    return mask
+    return fraction
 
 
 def check_target_options(box: tuple[int, int, int, int] | None, rtstruct: str | Path | None, roi: str | None) -> None:

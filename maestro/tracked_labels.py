@@ -57,17 +57,21 @@ class TrackedLabels:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def masks(self, reference_mask: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
+    def masks(self, reference: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
         """(T, H, W) bool tracked masks, in the order the frames were decided.
 
         Parameters
         ----------
-        reference_mask : (H, W) bool ndarray
-            The target on the reference frame (the tracker's ``target_mask``).
+        reference : (H, W) bool or float ndarray
+            The target on the reference frame: its mask, or the share of each pixel
+            inside it (the session's ``reference_fraction``), moved or propagated with
+            bilinear interpolation and thresholded at one half.
         spacing_mm : (float, float)
             Pixel spacing (row, col), mm.
         """
-        ref = np.asarray(reference_mask, dtype=bool)
+        ref = np.asarray(reference)
+        if ref.dtype != np.bool_:
+            ref = ref.astype(np.float64)
         out = np.zeros((len(self._rows), *ref.shape), dtype=bool)
         sr, sc = spacing_mm
         if self.deformable:

@@ -105,6 +105,34 @@ def test_an_axial_sphere_is_cut_to_its_disc(series: Path, structure_set: Path, g
     assert dice > 0.9, dice
 
 
+def test_the_session_keeps_the_contours_partial_volume_for_the_tracked_labels(series: Path, structure_set: Path,
+                                                                              tmp_path: Path) -> None:
+    """A sphere's cut has edge pixels partly inside: the session keeps those fractions
+    (its mask is the pixels half inside or more), and --labels-out propagates them, so
+    the written first mask is the fraction >= 1/2 (the identity affine on frame 0)."""
+    import SimpleITK as sitk
+
+    from hardware.trackrad import _array_thw
+
+    config = SessionConfig(target_rtstruct=structure_set, roi="Sphere", watchdog_periods=None)
+    with ReplaySource(series) as source:
+        session = GatingSession(source, config, SimulatedBeam(0.0, 0.0), None)
+        session.run(max_frames=2)
+    fraction = session.reference_fraction
+    assert fraction is not None and session.tracker is not None
+    partial = (fraction > 0.0) & (fraction < 1.0)
+    assert partial.sum() >= 10
+    np.testing.assert_array_equal(np.asarray(session.tracker.target_mask), fraction >= 0.5)
+    out = tmp_path / "labels"
+    assert main(["replay", str(series), "--target-rtstruct", str(structure_set), "--roi", "Sphere",
+                 "--max-frames", "20", "--out", str(tmp_path / "run"), "--labels-out", str(out)]) == 0
+    image = sitk.ReadImage(str(next((out / "targets").glob("*_labels.mha"))))
+    masks = np.array(_array_thw(image)) != 0  # a copy: the view lives only as long as the image
+    assert masks.shape[0] == 20
+    np.testing.assert_array_equal(masks[0], fraction >= 0.5)
+    assert all(m.any() for m in masks)
+
+
 def test_replay_and_validate_take_the_target_from_the_structure_set(series: Path, structure_set: Path,
                                                                     tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "replay"
