@@ -1091,7 +1091,10 @@ def prepare_template(template: np.ndarray) -> tuple[np.ndarray, float, float]:
         raise ValueError("template: must not be constant (its ZNCC is undefined)")
     mean = float(tmpl.mean())
     tmpl_zm = np.ascontiguousarray(tmpl - mean)
-    tmpl_ssd = float(np.dot(tmpl_zm.ravel(), tmpl_zm.ravel()))
+    # A pairwise sum, not np.dot: BLAS splits a long dot product over its threads, and the
+    # rounding then depends on the thread count (a validation on a cluster's one-thread
+    # workers would differ in the last digit from the same run on a laptop).
+    tmpl_ssd = float(np.sum(tmpl_zm * tmpl_zm))
     return tmpl_zm, tmpl_ssd, mean
 
 
