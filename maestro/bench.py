@@ -77,6 +77,12 @@ LIVE_8FPS_P99_BUDGET_US = 500.0
 LIVE_8FPS_P999_BUDGET_US = 1000.0
 
 
+#: The Dask cluster's throughput on one machine may be at most this much below the local
+#: pool's (same workers, same run): what the scheduler's round trips and the results'
+#: serialisation may cost.
+COHORT_CLUSTER_VS_LOCAL_BUDGET = 0.8
+
+
 @dataclass(frozen=True)
 class Budget:
     """A limit one figure must respect.
@@ -236,6 +242,13 @@ FIGURES: tuple[Figure, ...] = (
     Figure("replay_fps_recording", "frames/s",
            "offline replay writing frames.csv (maestro replay --out), start-up excluded"),
     *_live_figures(),
+    Figure("cohort_frames", "frames", "validation cohort: frames validated per run (benchmarks/test_cohort_cluster.py)"),
+    Figure("cohort_local_frame_configs_per_s", "1/s",
+           "validation cohort on the local process pool (2 workers), frames x configurations per second"),
+    Figure("cohort_cluster_frame_configs_per_s", "1/s",
+           "same cohort on a Dask distributed cluster of 2 worker processes, frames x configurations per second"),
+    Figure("cohort_cluster_vs_local", "x", "cohort throughput, Dask cluster / local pool, same machine and run",
+           Budget(">=", COHORT_CLUSTER_VS_LOCAL_BUDGET, ratio=True)),
     Figure("cold_start_s", "s", "start-up to first frame decided, empty Numba cache"),
     Figure("warm_start_s", "s", "start-up to first frame decided, Numba cache filled",
            Budget("<=", 2.0, ratio=False)),

@@ -159,6 +159,16 @@ def _case_section(r: CaseResult) -> str:
     return "\n".join(parts)
 
 
+def _ran_on(meta: dict[str, Any]) -> str:
+    """Where the cases ran: the Dask cluster's scheduler, or local worker processes."""
+    if meta.get("scheduler"):
+        return (f" on the Dask cluster at {html.escape(str(meta['scheduler']))} "
+                f"({meta.get('workers', '?')} workers)")
+    if meta.get("workers"):
+        return f" on {meta['workers']} local worker process(es)"
+    return ""
+
+
 def render(results: Sequence[CaseResult], settings: ValidationSettings, cohort_sweep: list[dict[str, float]],
            meta: dict[str, Any]) -> str:
     """The whole report as an HTML document."""
@@ -183,7 +193,7 @@ def render(results: Sequence[CaseResult], settings: ValidationSettings, cohort_s
     head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>maestro validate: "
             f"{html.escape(str(meta.get('source', '')))}</title><style>{_CSS}</style></head><body>")
     intro = (f"<h1>Gating validation report</h1><p class='note'>Source {html.escape(str(meta.get('source', '')))}; "
-             f"{len(ok)}/{len(results)} cases validated in {meta.get('elapsed_s', math.nan):.1f} s; "
+             f"{len(ok)}/{len(results)} cases validated in {meta.get('elapsed_s', math.nan):.1f} s{_ran_on(meta)}; "
              f"{len(settings.configurations())} configurations (margins {', '.join(f'{m:g}' for m in settings.margins_mm)} mm × "
              f"thresholds {', '.join(f'{t:g}' for t in settings.thresholds_pct)} % × beam latency "
              f"{', '.join(f'{x:g}' for x in settings.latencies_ms)} ms × prediction "

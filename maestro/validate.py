@@ -23,8 +23,9 @@ The re-run gate sees every frame as fresh (frame age 0): the sweep assesses geom
 threshold and beam latency, not the host's scheduling; the live pass's processing times
 are reported as the latency histogram.
 
-Cases run in parallel in a process pool; a case that fails is reported in the summary and
-the others complete.
+Cases run in parallel in a process pool, or on a Dask distributed cluster with
+``--scheduler`` (:mod:`maestro.validate_cluster`); a case that fails is reported in the
+summary and the others complete.
 """
 
 from __future__ import annotations
@@ -495,6 +496,11 @@ def run_case(path: str | Path, settings: ValidationSettings) -> CaseResult:
     return res
 
 
+def failed_case(path: str | Path, error: str, seconds: float = 0.0) -> CaseResult:
+    """The result of a case that could not be validated: its name and why."""
+    return CaseResult(name=Path(path).name, path=str(path), ok=False, error=error, seconds=seconds)
+
+
 def run_case_safe(path: str | Path, settings: ValidationSettings) -> CaseResult:
     """:func:`run_case`, with any failure turned into a result that names it."""
     wall0 = time.perf_counter()
@@ -503,8 +509,7 @@ def run_case_safe(path: str | Path, settings: ValidationSettings) -> CaseResult:
     except Exception as exc:  # noqa: BLE001 - one bad case must not stop a cohort
         log.warning("case %s failed: %s", path, exc)
         log.debug("%s", traceback.format_exc())
-        return CaseResult(name=Path(path).name, path=str(path), ok=False, error=f"{type(exc).__name__}: {exc}",
-                          seconds=time.perf_counter() - wall0)
+        return failed_case(path, f"{type(exc).__name__}: {exc}", time.perf_counter() - wall0)
 
 
 # -- a cohort --------------------------------------------------------------------------------
@@ -562,8 +567,7 @@ def run_cohort(
                 try:
                     results[i] = fut.result()
                 except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OS
-                    results[i] = CaseResult(name=Path(paths[i]).name, path=str(paths[i]), ok=False,
-                                            error=f"{type(exc).__name__}: {exc}")
+                    results[i] = failed_case(paths[i], f"{type(exc).__name__}: {exc}")
                 bar.update(results[i])
     return [results[i] for i in range(len(paths))]
 
@@ -719,8 +723,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--predict-ms", type=_float_list(), default=(0.0,), metavar="MS,...",
                    help="prediction horizons to sweep: gate on the position predicted this far ahead "
                         "(0 = the tracked position; default 0)")
-    p.add_argument("--workers", type=_positive_count, default=min(2, os.cpu_count() or 1),
-                   help="cases run in parallel (default: 2 or the number of CPUs if fewer)")
+    p.add_argument("--workers", type=_positive_count, default=None,
+                   help="cases run in parallel on this machine (default: 2 or the number of CPUs if fewer; "
+                        "not with --scheduler)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the cases on the Dask distributed cluster whose scheduler is at ADDRESS "
+                        "(tcp://HOST:8786, or the file 'dask scheduler --scheduler-file' wrote); the workers "
+                        "read the recordings from the same path, which they must share. Needs the cluster "
+                        "extra (pip install 'maestro-gating[cluster]')")
     p.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
                    help="target on the first frame for recordings without a label")
     p.add_argument("--target-rtstruct", default=None, metavar="FILE",
@@ -754,10 +764,15 @@ def _prepare_report_dir(report: Path) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run ``maestro validate``; exit 0 when every case validated, 1 when some failed."""
+    from hardware import InputError
     from maestro import __version__
     from maestro.target import check_target_options
 
     check_target_options(args.target_box, args.target_rtstruct, args.roi)
+    if args.scheduler is not None and args.workers is not None:
+        raise InputError("--workers", str(args.workers), "cannot be given with --scheduler: the cluster's "
+                         "workers run the cases")
+    workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
     settings = ValidationSettings(
         margins_mm=args.margins_mm, thresholds_pct=args.thresholds_pct, latencies_ms=args.latency_ms,
         predict_ms=args.predict_ms,
@@ -767,17 +782,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
         target_rtstruct=args.target_rtstruct, roi=args.roi,
     )
     cases = find_cases(args.source)
+    one_recording = len(cases) == 1 and cases[0] == args.source
+    # Absolute: a cluster's workers do not share our working folder, and a case is
+    # described the same way wherever it ran.
+    cases = [c.absolute() for c in cases]
     _prepare_report_dir(args.report)  # before any case runs: a bad --report must not cost a cohort
     t0 = time.perf_counter()
-    if len(cases) == 1 and cases[0] == args.source:
+    progress = None if args.quiet else sys.stderr
+    ran_on: dict[str, Any] = {"workers": workers}
+    if args.scheduler is not None:
+        from maestro.validate_cluster import run_cohort_on_cluster
+
+        results, cluster = run_cohort_on_cluster(cases, settings, args.scheduler, progress)
+        ran_on = {"workers": cluster["cluster_workers"], "scheduler": args.scheduler}
+    elif one_recording:
         # One recording: bad input is refused on one line (exit 2), like maestro replay.
         results = [run_case(cases[0], settings)]
     else:
-        results = run_cohort(cases, settings, workers=max(1, args.workers),
-                             progress=None if args.quiet else sys.stderr)
+        results = run_cohort(cases, settings, workers=workers, progress=progress)
     elapsed = time.perf_counter() - t0
     meta = {"software": {"name": "maestro-gating", "version": __version__}, "source": str(args.source),
-            "elapsed_s": elapsed, "workers": args.workers}
+            "elapsed_s": elapsed, **ran_on}
     paths = write_outputs(args.report, results, settings, meta)
     ok = [r for r in results if r.ok]
     print(f"validated {len(ok)}/{len(results)} cases ({sum(r.n_frames for r in ok)} frames, "
