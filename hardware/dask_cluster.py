@@ -97,8 +97,6 @@ def _client(distributed: Any, scheduler: str, connect_timeout_s: float, workers_
                                         set_as_default=False)
         else:
             client = distributed.Client(scheduler, timeout=connect_timeout_s, set_as_default=False)
-    except InputError:
-        raise
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(scheduler, "--scheduler", f"no Dask scheduler answered within {connect_timeout_s:g} s "
                          f"({type(exc).__name__}: {exc}); start one with 'dask scheduler' and give its "

@@ -44,7 +44,7 @@ def code_fingerprint() -> str:
     digest = hashlib.sha256()
     for package in _PACKAGES:
         base = root / package
-        if not base.is_dir():  # installed from a wheel: the packages sit side by side all the same
+        if not base.is_dir():  # not installed here: the fingerprint then differs from a worker that has it
             continue
         for src in sorted(base.rglob("*.py")):
             digest.update(src.relative_to(root).as_posix().encode())

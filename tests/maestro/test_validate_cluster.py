@@ -268,6 +268,7 @@ def test_a_lost_scheduler_keeps_the_cases_done(cohort: Path, tmp_path: Path) -> 
     # A cluster of its own, with one worker: this test kills its scheduler.
     (tmp_path / "dask").mkdir()
     lonely = _Cluster(tmp_path / "dask", n_workers=1)
+    run: subprocess.Popen[bytes] | None = None
     try:
         run = subprocess.Popen(
             [sys.executable, "-m", "maestro.cli", "validate", str(cohort), "--report", str(tmp_path / "r"),
@@ -282,7 +283,7 @@ def test_a_lost_scheduler_keeps_the_cases_done(cohort: Path, tmp_path: Path) -> 
         os.killpg(lonely.procs[0].pid, signal.SIGKILL)
         out_b, err_b = run.communicate(timeout=300)
     finally:
-        if run.poll() is None:
+        if run is not None and run.poll() is None:
             run.kill()
             run.wait()
         lonely.close()
