@@ -671,7 +671,7 @@ def format_gating_table(rows: list[GatingAccuracy]) -> str:
 # -- the command ---------------------------------------------------------------------------
 def add_parser(subparsers) -> None:  # type: ignore[no-untyped-def]
     """Register ``maestro accuracy``."""
-    from maestro.cli import _count, _number
+    from maestro.cli_args import count, number
 
     ap = subparsers.add_parser(
         "accuracy",
@@ -685,29 +685,29 @@ def add_parser(subparsers) -> None:  # type: ignore[no-untyped-def]
     )
     ap.add_argument("--traces", type=Path, default=DEFAULT_TRACES, metavar="DIR",
                     help="folder of KIM trajectory .txt files (default: ../shared/data/motion/kim-liver)")
-    ap.add_argument("--seconds", type=_number(0.0, low_inclusive=False), default=60.0,
+    ap.add_argument("--seconds", type=number(0.0, low_inclusive=False), default=60.0,
                     help="length of each tracked session, s (default 60)")
     ap.add_argument("--geometry", choices=["mridian-8fps", "mridian-4fps", "both"], default="both")
-    ap.add_argument("--seed", type=_count, default=1, help="phantom seed of the first trace; +1 per trace")
-    ap.add_argument("--lesion-mm", type=_number(10.0, high=40.0), default=None,
+    ap.add_argument("--seed", type=count, default=1, help="phantom seed of the first trace; +1 per trace")
+    ap.add_argument("--lesion-mm", type=number(10.0, high=40.0), default=None,
                     help="lesion diameter (mm; default drawn from each seed)")
-    ap.add_argument("--latency-ms", type=_number(0.0, low_inclusive=False, high=2000.0), default=250.0,
+    ap.add_argument("--latency-ms", type=number(0.0, low_inclusive=False, high=2000.0), default=250.0,
                     help="system latency = prediction horizon (ms, default 250)")
-    ap.add_argument("--confidence-floor", type=_number(0.0, high=1.0), default=0.5)
-    ap.add_argument("--context-mm", type=_number(0.0), default=20.0,
+    ap.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=0.5)
+    ap.add_argument("--context-mm", type=number(0.0), default=20.0,
                     help="tracker template context (mm, default 20, as replay)")
-    ap.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0,
+    ap.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=15.0,
                     help="tracker search half-width (mm, default 15)")
-    ap.add_argument("--references", type=_count, default=1,
+    ap.add_argument("--references", type=count, default=1,
                     help="reference templates from different breathing phases (default 1 = the fixed reference)")
-    ap.add_argument("--margin-mm", type=_number(0.0), default=3.0)
-    ap.add_argument("--uncertainty-mm", type=_number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
+    ap.add_argument("--margin-mm", type=number(0.0), default=3.0)
+    ap.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
                     help="the gate's position-uncertainty allowance (mm, default 1, as maestro replay)")
-    ap.add_argument("--excursion-mm", type=_number(0.0, high=60.0), default=0.0,
+    ap.add_argument("--excursion-mm", type=number(0.0, high=60.0), default=0.0,
                     help="stress test: add two sudden SI shifts of this size (held 1.5 s, then back) "
                          "to every session, to see the tracker lose the target, flag it and find it again")
-    ap.add_argument("--threshold-pct", type=_number(0.0, high=100.0), default=10.0)
-    ap.add_argument("--slide-pct", type=_number(-50.0, high=50.0), default=0.0,
+    ap.add_argument("--threshold-pct", type=number(0.0, high=100.0), default=10.0)
+    ap.add_argument("--slide-pct", type=number(-50.0, high=50.0), default=0.0,
                     help="the lesion moves this much more (%%) than the anatomy around it (sliding; default 0 = rigid)")
     ap.add_argument("--rigid", action="store_true",
                     help="the trace tables in the rigid mode (default: replay's default, the deformable mode); "

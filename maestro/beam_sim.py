@@ -13,7 +13,7 @@ from hardware.beam_sim import BeamSimulator
 
 # -- command line -------------------------------------------------------------------------
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from maestro.cli import _number
+    from maestro.cli_args import number, port
 
     p = subparsers.add_parser(
         "beam-sim",
@@ -26,25 +26,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
             "client disconnects), then prints the beam timeline."
         ),
     )
-    p.add_argument("--port", type=_port, required=True, help="TCP port to listen on (0: any free port, printed)")
+    p.add_argument("--port", type=port, required=True, help="TCP port to listen on (0: any free port, printed)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
     p.add_argument("--log", type=Path, default=None, metavar="FILE", help="write every command to FILE (CSV) as it arrives")
     p.add_argument("--timeline", type=Path, default=None, metavar="FILE",
                    help="write the beam timeline (state changes with reasons) to FILE (CSV) on exit")
-    p.add_argument("--heartbeat-timeout-ms", type=_number(0.0, low_inclusive=False), default=500.0,
+    p.add_argument("--heartbeat-timeout-ms", type=number(0.0, low_inclusive=False), default=500.0,
                    help="hold when the beam is on and the client is silent this long (ms, default 500)")
     p.add_argument("--once", action="store_true", help="exit when the first client disconnects")
     p.set_defaults(func=cmd_beam_sim)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} must be within 0 to 65535")
-    return value
 
 
 def cmd_beam_sim(args: argparse.Namespace) -> int:

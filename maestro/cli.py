@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import importlib
 import logging
-import math
 import signal
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Any, NoReturn
 
 from gating.uncertainty import DEFAULT_UNCERTAINTY_MM
 from hardware import InputError, SimulatedBeam
+from maestro.cli_args import box, count, number, point, positive_count, spacing
 
 log = logging.getLogger("maestro")
 
@@ -41,70 +41,6 @@ EXIT_RECORDING = 3
 #: ``func`` (a callable taking the parsed namespace and returning an exit status). Their
 #: heavy imports belong inside ``func`` so that ``maestro --help`` stays fast.
 COMMAND_MODULES: list[str] = ["maestro.validate", "maestro.accuracy", "maestro.live", "maestro.scanner_sim", "maestro.beam_sim", "maestro.bench", "maestro.soak", "maestro.convert"]
-
-
-# -- option value types: each names the rule it enforces ----------------------------------
-def _number(low: float | None = None, low_inclusive: bool = True, high: float | None = None):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} must be finite")
-        if low is not None and (value < low or (value == low and not low_inclusive)):
-            rel = ">=" if low_inclusive else ">"
-            raise argparse.ArgumentTypeError(f"{text!r} must be {rel} {low:g}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{text!r} must be <= {high:g}")
-        return value
-
-    return parse
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
-def _positive_count(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
-
-
-def _spacing(text: str) -> tuple[float, float]:
-    parts = text.split(",")
-    parse = _number(0.0, low_inclusive=False)
-    if len(parts) == 1:
-        v = parse(parts[0])
-        return (v, v)
-    if len(parts) == 2:
-        return (parse(parts[0]), parse(parts[1]))
-    raise argparse.ArgumentTypeError(f"{text!r} must be MM or ROW_MM,COL_MM")
-
-
-def _point(text: str) -> tuple[float, float]:
-    parts = text.split(",")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"{text!r} must be ROW,COL")
-    parse = _number(0.0)
-    return (parse(parts[0]), parse(parts[1]))
-
-
-def _box(text: str) -> tuple[int, int, int, int]:
-    from maestro.target import parse_box
-
-    try:
-        return parse_box(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(exc.rule) from None
 
 
 # -- the parser ---------------------------------------------------------------------------
@@ -143,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"TrackRAD2025 case folder, a folder holding one DICOM series, a SendExternal .dat file or a cine .raw "
              f"file (default: the bundled session {BUNDLED_SESSION})",
     )
-    rp.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
+    rp.add_argument("--target-box", type=box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
                     help="target on the first frame in pixels, when the recording has no first label")
     rp.add_argument("--target-rtstruct", type=Path, default=None, metavar="FILE",
                     help="the target from planning: a DICOM RT Structure Set; its ROI --roi is cut by the cine "
@@ -152,28 +88,28 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--roi", default=None, metavar="NAME",
                     help="the ROIName of the target in --target-rtstruct (e.g. GTV)")
     g = rp.add_argument_group("gating")
-    g.add_argument("--margin-mm", type=_number(0.0), default=3.0, help="boundary = target + margin (mm, default 3)")
-    g.add_argument("--threshold-pct", type=_number(0.0, high=100.0), default=10.0,
+    g.add_argument("--margin-mm", type=number(0.0), default=3.0, help="boundary = target + margin (mm, default 3)")
+    g.add_argument("--threshold-pct", type=number(0.0, high=100.0), default=10.0,
                    help="hold while more than this %% of the target is outside the boundary (default 10)")
-    g.add_argument("--confidence-floor", type=_number(0.0, high=1.0), default=0.5,
+    g.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=0.5,
                    help="hold while tracking confidence is below this (0-1, default 0.5)")
-    g.add_argument("--beam-on-delay-ms", type=_number(0.0), default=0.0,
+    g.add_argument("--beam-on-delay-ms", type=number(0.0), default=0.0,
                    help="conditions must hold this long before the beam is released (ms, default 0)")
-    g.add_argument("--beam-on-delay-frames", type=_count, default=0,
+    g.add_argument("--beam-on-delay-frames", type=count, default=0,
                    help="... and for this many consecutive frames (default 0)")
-    g.add_argument("--max-frame-age-ms", type=_number(0.0, low_inclusive=False), default=250.0,
+    g.add_argument("--max-frame-age-ms", type=number(0.0, low_inclusive=False), default=250.0,
                    help="a frame older than this when decided holds the beam as stale (ms, default 250)")
-    g.add_argument("--predict-ms", type=_number(0.0, high=2000.0), default=0.0,
+    g.add_argument("--predict-ms", type=number(0.0, high=2000.0), default=0.0,
                    help="decide on the target position predicted this far ahead, e.g. the system latency "
                         "(ms, 0-2000; default 0 = no prediction)")
-    g.add_argument("--uncertainty-mm", type=_number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
+    g.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
                    help="position-uncertainty allowance: judge the target as if this much further from its "
                         "reference position, along its displacement (mm, default 1: the tracker's p95 error "
                         "budget; 0 = judge it where tracked)")
     t = rp.add_argument_group("tracking")
-    t.add_argument("--context-mm", type=_number(0.0), default=20.0,
+    t.add_argument("--context-mm", type=number(0.0), default=20.0,
                    help="context around the target's bounding box in the template (mm, default 20)")
-    t.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0,
+    t.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=15.0,
                    help="half-width of the search window around the last confident position (mm, default 15; "
                         "twice that while re-acquiring a lost target)")
     mode = t.add_mutually_exclusive_group()
@@ -185,17 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rigid mode: the reference target moved by the tracked translation (no registration; "
                            "about half the per-frame time, less accurate on deforming targets)")
     b = rp.add_argument_group("simulated beam")
-    b.add_argument("--beam-on-latency-ms", type=_number(0.0), default=0.0,
+    b.add_argument("--beam-on-latency-ms", type=number(0.0), default=0.0,
                    help="simulated beam's response time to a release (ms, default 0)")
-    b.add_argument("--beam-off-latency-ms", type=_number(0.0), default=0.0,
+    b.add_argument("--beam-off-latency-ms", type=number(0.0), default=0.0,
                    help="simulated beam's response time to a hold (ms, default 0)")
     s = rp.add_argument_group("source")
     s.add_argument("--realtime", action="store_true", help="hand frames over at their recorded times (default: as fast as possible)")
-    s.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=None,
+    s.add_argument("--fps", type=number(0.0, low_inclusive=False), default=None,
                    help="frame rate for a recording without frame times")
-    s.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]",
+    s.add_argument("--spacing-mm", type=spacing, default=None, metavar="MM[,MM]",
                    help="pixel spacing (row,col) for a recording whose files do not give it")
-    s.add_argument("--max-frames", type=_positive_count, default=None, help="stop after this many frames (>= 1)")
+    s.add_argument("--max-frames", type=positive_count, default=None, help="stop after this many frames (>= 1)")
     s.add_argument("--reference-contours", type=Path, default=None, metavar="ROI",
                    help="tracking-contour ROI binary of this recording (the console tracker's): its frame-0 contour "
                         "is the first frame's target, and every frame's contour is compared with the tracking "
@@ -213,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
                    help="with --display: draw the display when the replay ends (see --frames), save it as a PNG "
                         "and exit (offscreen without a display server); as fast as possible unless --realtime")
-    d.add_argument("--frames", type=_count, default=None, metavar="N",
+    d.add_argument("--frames", type=count, default=None, metavar="N",
                    help="with --screenshot: end the replay after N frames and take the screenshot then")
     rp.set_defaults(func=cmd_replay)
 
@@ -228,16 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pp.add_argument("out", type=Path, metavar="OUT", help="case folder to create (its name is the case id)")
     pp.add_argument("--geometry", choices=["mridian-8fps", "mridian-4fps"], default="mridian-8fps")
-    pp.add_argument("--seconds", type=_number(0.0, low_inclusive=False), default=60.0)
-    pp.add_argument("--seed", type=_count, default=1)
-    pp.add_argument("--lesion-mm", type=_number(10.0, high=40.0), default=None,
+    pp.add_argument("--seconds", type=number(0.0, low_inclusive=False), default=60.0)
+    pp.add_argument("--seed", type=count, default=1)
+    pp.add_argument("--lesion-mm", type=number(10.0, high=40.0), default=None,
                     help="lesion diameter (mm, 10-40; default drawn from the seed)")
     pp.add_argument("--trace", type=Path, default=None, metavar="FILE",
                     help="drive the lesion with a recorded KIM trajectory (SI/AP in plane, LR through "
                          "the slice; see README); --seconds must fit in the trace unless --loop")
     pp.add_argument("--loop", action="store_true",
                     help="with --trace: play the trace back and forth to fill --seconds")
-    pp.add_argument("--excursion-mm", type=_number(0.0, high=60.0), default=0.0,
+    pp.add_argument("--excursion-mm", type=number(0.0, high=60.0), default=0.0,
                     help="with --trace: add two sudden SI shifts of this size (a cough-like excursion, "
                          "held 1.5 s then back, at 30 %% and 65 %% of the session), as in "
                          "'maestro accuracy --excursion-mm'")
@@ -247,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "see maestro/motion_phantom.py); not with --trace")
     pp.add_argument("--motion-case", default=None, metavar="NAME",
                     help="with --motion-from: a named lesion placement on the liver series (default: the first)")
-    pp.add_argument("--lesion-at", type=_point, default=None, metavar="ROW,COL",
+    pp.add_argument("--lesion-at", type=point, default=None, metavar="ROW,COL",
                     help="with --motion-from: lesion centre on the series' first frame, in its pixels")
     pp.set_defaults(func=cmd_phantom)
     for module_name in COMMAND_MODULES:

@@ -231,7 +231,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from maestro.cli import _number, _positive_count, _spacing
+    from maestro.cli_args import number, positive_count, spacing
 
     p = subparsers.add_parser(
         "convert",
@@ -250,10 +250,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="also write the recording's labels as tracking contours to ROI")
     p.add_argument("--like", type=Path, default=None, metavar="RECORDING",
                    help="recording whose geometry a contours-to-labels conversion uses")
-    p.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=None,
+    p.add_argument("--fps", type=number(0.0, low_inclusive=False), default=None,
                    help="frame rate of an input without frame times (.raw; .dat without times)")
-    p.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]",
+    p.add_argument("--spacing-mm", type=spacing, default=None, metavar="MM[,MM]",
                    help="pixel spacing (row,col) of an input whose files do not give it")
-    p.add_argument("--max-frames", type=_positive_count, default=None, metavar="N",
+    p.add_argument("--max-frames", type=positive_count, default=None, metavar="N",
                    help="convert only the first N frames of a recording")
     p.set_defaults(func=cmd_convert)

@@ -68,7 +68,7 @@ def _shared_actions(subparsers: argparse._SubParsersAction) -> list[tuple[str | 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from maestro.cli import _count, _number, _positive_count
+    from maestro.cli_args import count, number, positive_count
 
     p = subparsers.add_parser(
         "live",
@@ -106,19 +106,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         if all(id(a) in shared_ids for a in exclusive._group_actions):
             p.add_mutually_exclusive_group(required=exclusive.required)._group_actions.extend(exclusive._group_actions)
     s = p.add_argument_group("live source")
-    s.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=8.0,
+    s.add_argument("--fps", type=number(0.0, low_inclusive=False), default=8.0,
                    help="nominal frame rate of the stream (frames/s, default 8); sets the frame period")
-    s.add_argument("--stall-periods", type=_number(1.0, low_inclusive=False), default=1.5,
+    s.add_argument("--stall-periods", type=number(1.0, low_inclusive=False), default=1.5,
                    help="no frame for this many frame periods is a stall: beam held (default 1.5)")
-    s.add_argument("--recovery-frames", type=_count, default=2,
+    s.add_argument("--recovery-frames", type=count, default=2,
                    help="on-time frames needed after a fault before the source is trusted again (>= 1, default 2)")
-    s.add_argument("--connect-attempts", type=_count, default=20,
+    s.add_argument("--connect-attempts", type=count, default=20,
                    help="consecutive failed connection attempts before giving up (default 20; 0: never give up)")
-    s.add_argument("--connect-timeout-ms", type=_number(0.0, low_inclusive=False), default=1000.0,
+    s.add_argument("--connect-timeout-ms", type=number(0.0, low_inclusive=False), default=1000.0,
                    help="one connection attempt's time limit (ms, default 1000)")
-    s.add_argument("--max-frames", type=_positive_count, default=None, help="stop after this many frames (>= 1)")
+    s.add_argument("--max-frames", type=positive_count, default=None, help="stop after this many frames (>= 1)")
     bl = p.add_argument_group("beam link")
-    bl.add_argument("--beam-ack-timeout-ms", type=_number(0.0, low_inclusive=False), default=250.0,
+    bl.add_argument("--beam-ack-timeout-ms", type=number(0.0, low_inclusive=False), default=250.0,
                     help="a command not acknowledged this fast breaks the link: beam counts as held (ms, default 250)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="write DIR/frames.csv, DIR/events.csv and DIR/session.json")

@@ -13,8 +13,7 @@ from hardware.scanner_sim import ScannerSimulator, load_recording, parse_fault
 
 # -- command line -------------------------------------------------------------------------
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from maestro.beam_sim import _port
-    from maestro.cli import _number, _positive_count, _spacing
+    from maestro.cli_args import number, port, positive_count, spacing
 
     p = subparsers.add_parser(
         "scanner-sim",
@@ -28,14 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         ),
     )
     p.add_argument("recording", type=Path, metavar="RECORDING", help="a recording maestro replay reads")
-    p.add_argument("--port", type=_port, required=True, help="TCP port to listen on (0: any free port, printed)")
+    p.add_argument("--port", type=port, required=True, help="TCP port to listen on (0: any free port, printed)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
-    p.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=None,
+    p.add_argument("--fps", type=number(0.0, low_inclusive=False), default=None,
                    help="frame rate to serve at (default: the recording's frame times)")
-    p.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]",
+    p.add_argument("--spacing-mm", type=spacing, default=None, metavar="MM[,MM]",
                    help="pixel spacing (row,col) for a recording whose files do not give it")
     p.add_argument("--loop", action="store_true", help="repeat the recording until stopped")
-    p.add_argument("--max-frames", type=_positive_count, default=None, help="send at most this many frames, then end the stream")
+    p.add_argument("--max-frames", type=positive_count, default=None, help="send at most this many frames, then end the stream")
     p.add_argument("--fault", action="append", default=[], metavar="KIND@START[:DURATION]",
                    help="inject a fault (repeatable)")
     p.set_defaults(func=cmd_scanner_sim)

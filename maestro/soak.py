@@ -214,7 +214,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from maestro.cli import _count, _number
+    from maestro.cli_args import count, number
 
     p = sub.add_parser(
         "soak",
@@ -222,10 +222,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     p.add_argument("--trace", type=Path, default=None, metavar="FILE", help="KIM trajectory driving the phantom (default: breathing model)")
-    p.add_argument("--minutes", type=_number(0.0, low_inclusive=False, high=60.0), default=20.0, help="length of the session (default 20)")
-    p.add_argument("--repeats", type=_count, default=11, help="times the session is replayed back to back (default 11: 105,600 frames at 8 fps)")
+    p.add_argument("--minutes", type=number(0.0, low_inclusive=False, high=60.0), default=20.0, help="length of the session (default 20)")
+    p.add_argument("--repeats", type=count, default=11, help="times the session is replayed back to back (default 11: 105,600 frames at 8 fps)")
     p.add_argument("--geometry", choices=["mridian-8fps", "mridian-4fps"], default="mridian-8fps")
-    p.add_argument("--seed", type=_count, default=1)
+    p.add_argument("--seed", type=count, default=1)
     p.add_argument("--quick", action="store_true",
                    help="short form for CI: 1 minute x 4 repeats; latency drift reported, not judged")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON")

@@ -698,7 +698,7 @@ def _float_list(low: float = 0.0, high: float | None = None):  # type: ignore[no
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``maestro validate``."""
-    from maestro.cli import _box, _count, _number, _positive_count, _spacing
+    from maestro.cli_args import box, count, number, positive_count, spacing
 
     p = subparsers.add_parser(
         "validate",
@@ -723,7 +723,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--predict-ms", type=_float_list(), default=(0.0,), metavar="MS,...",
                    help="prediction horizons to sweep: gate on the position predicted this far ahead "
                         "(0 = the tracked position; default 0)")
-    p.add_argument("--workers", type=_positive_count, default=None,
+    p.add_argument("--workers", type=positive_count, default=None,
                    help="cases run in parallel on this machine (default: 2 or the number of CPUs if fewer; "
                         "not with --scheduler)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -731,21 +731,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                         "(tcp://HOST:8786, or the file 'dask scheduler --scheduler-file' wrote); the workers "
                         "read the recordings from the same path, which they must share. Needs the cluster "
                         "extra (pip install 'maestro-gating[cluster]')")
-    p.add_argument("--target-box", type=_box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
+    p.add_argument("--target-box", type=box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
                    help="target on the first frame for recordings without a label")
     p.add_argument("--target-rtstruct", default=None, metavar="FILE",
                    help="the target from planning: ROI --roi of this DICOM RT Structure Set, cut by each "
                         "recording's plane (see maestro replay --help)")
     p.add_argument("--roi", default=None, metavar="NAME", help="the ROIName of the target in --target-rtstruct")
-    p.add_argument("--confidence-floor", type=_number(0.0, high=1.0), default=0.5)
-    p.add_argument("--beam-on-delay-ms", type=_number(0.0), default=0.0)
-    p.add_argument("--beam-on-delay-frames", type=_count, default=0)
-    p.add_argument("--uncertainty-mm", type=_number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
+    p.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=0.5)
+    p.add_argument("--beam-on-delay-ms", type=number(0.0), default=0.0)
+    p.add_argument("--beam-on-delay-frames", type=count, default=0)
+    p.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
                    help="the gate's position-uncertainty allowance (mm, default 1; see maestro replay --help)")
-    p.add_argument("--context-mm", type=_number(0.0), default=20.0)
-    p.add_argument("--search-mm", type=_number(0.0, low_inclusive=False), default=15.0)
-    p.add_argument("--fps", type=_number(0.0, low_inclusive=False), default=None)
-    p.add_argument("--spacing-mm", type=_spacing, default=None, metavar="MM[,MM]")
+    p.add_argument("--context-mm", type=number(0.0), default=20.0)
+    p.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=15.0)
+    p.add_argument("--fps", type=number(0.0, low_inclusive=False), default=None)
+    p.add_argument("--spacing-mm", type=spacing, default=None, metavar="MM[,MM]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_validate)
 
