@@ -21,8 +21,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from . import workload
 from maestro import bench
+
+from . import workload
 
 #: OpenCV's own default thread count, read before any benchmark changes it.
 CV2_DEFAULT_THREADS = cv2.getNumThreads()

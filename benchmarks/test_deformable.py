@@ -25,12 +25,13 @@ import cv2
 import numpy as np
 import pytest
 
-from . import workload
-from .conftest import CV2_DEFAULT_THREADS
 from gating.deformed_outside import DeformedOutside
 from maestro import bench
 from tracking.deformable import REG_OK, AffineRegistration
 from tracking.tracker import TemplateTracker
+
+from . import workload
+from .conftest import CV2_DEFAULT_THREADS
 
 #: Budget of the whole deformable step, per frame (issue 12): median, us.
 DEFORMABLE_STEP_BUDGET_US = 2000.0

@@ -16,14 +16,15 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from . import workload  # noqa: E402
-from hardware import SimulatedBeam  # noqa: E402
-from maestro.display import run_with_display  # noqa: E402
-from maestro.display_feed import ReplayControl  # noqa: E402
-from maestro.session import GatingSession, SessionConfig  # noqa: E402
+from hardware import SimulatedBeam
+from maestro.display import run_with_display
+from maestro.display_feed import ReplayControl
+from maestro.session import GatingSession, SessionConfig
+
+from . import workload
 
 #: Playback speed: 64 frames/s of an 8 fps recording.
 SPEED = 8.0

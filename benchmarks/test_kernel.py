@@ -25,11 +25,12 @@ import cv2
 import numpy as np
 import pytest
 
-from . import workload
-from .conftest import CV2_DEFAULT_THREADS
 from maestro.bench import KERNEL_CASES
 from tracking.tracker import TemplateTracker
 from tracking.zncc import _search_kernel, _zncc_kernel, window_buffers
+
+from . import workload
+from .conftest import CV2_DEFAULT_THREADS
 
 #: Frame searched (a few frames into the first inhalation, so the target has moved).
 FRAME_INDEX = 12

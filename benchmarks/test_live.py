@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .test_loop import RIGID
 from hardware import SimulatedBeam
 from hardware.beam_tcp import TcpBeam
 from hardware.mridian_source import MRIdianSource
@@ -42,6 +41,8 @@ from hardware.replay import ReplaySource
 from hardware.trackrad import read_case
 from maestro.cli import BUNDLED_SESSION
 from maestro.session import GatingSession
+
+from .test_loop import RIGID
 
 #: Frames served per rate: (full run, --bench-quick).
 LIVE_FRAMES = {4: (600, 60), 8: (1200, 240), 40: (4000, 400)}
@@ -127,7 +128,7 @@ def _replay_latency_us(passes: int) -> np.ndarray:
     for _ in range(passes):
         latencies: list[float] = []
         source = ReplaySource(BUNDLED_SESSION)
-        session = GatingSession(source, RIGID, SimulatedBeam(), on_record=lambda r: latencies.append(r.latency_us))
+        session = GatingSession(source, RIGID, SimulatedBeam(), on_record=lambda r, out=latencies: out.append(r.latency_us))
         try:
             session.run()
         finally:

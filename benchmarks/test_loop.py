@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 from numba.core.runtime import _nrt_python, rtsys
 
-from . import workload
 from hardware import SimulatedBeam
 from hardware.replay import ReplaySource
 from hardware.trackrad import write_case
 from maestro.phantom import generate_session
 from maestro.recording import SessionRecorder
 from maestro.session import GatingSession, SessionConfig, session_description
+
+from . import workload
 
 #: The session configuration of the loop benchmarks: replay's defaults in the rigid mode.
 RIGID = SessionConfig(deformable=False)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from . import workload
 from gating.boundary import GatingGeometry
 from gating.gate import Gate, GateConfig
 from tracking.tracker import TemplateTracker
+
+from . import workload
 
 
 def _tracker(w: workload.Workload) -> TemplateTracker:

@@ -85,7 +85,7 @@ REPLY_VERBS: tuple[str, ...] = (ACK, ERROR)
 
 _SEQ_RE = re.compile(r"[1-9][0-9]{0,18}")
 _TIME_RE = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,8})?")
-_REASON_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,%d}" % MAX_REASON_CHARS)
+_REASON_RE = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_REASON_CHARS}}}")
 _CODE_RE = re.compile(r"[a-z_]{1,32}")
 _REASON_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.:\-]+")
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from hardware.tcp import listen_tcp
 from hardware import beam_protocol as bp
+from hardware.tcp import listen_tcp
 
 log = logging.getLogger(__name__)
 

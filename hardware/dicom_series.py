@@ -281,7 +281,7 @@ def _read_slice(path: Path) -> _Slice:
             result = _read_slice_checked(path)
         except InputError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             # pydicom parses elements lazily: a corrupt element raises (NotImplementedError,
             # KeyError, struct.error, ...) only when it is first read, anywhere above.
             raise InputError(path, "file", f"corrupt DICOM ({type(exc).__name__}: {exc})") from exc
@@ -302,7 +302,7 @@ def _read_slice_checked(path: Path) -> _Slice:
                          "series folder") from exc
     except OSError as exc:
         raise InputError(path, "file", f"cannot be read ({exc.strerror or exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed input
+    except Exception as exc:  # pydicom raises many types on malformed input
         raise InputError(path, "file", f"corrupt DICOM ({type(exc).__name__}: {exc})") from exc
 
     if "PixelData" not in ds:
@@ -399,7 +399,7 @@ def _decode_pixels(path: Path, ds: pydicom.Dataset) -> np.ndarray:
         return np.frombuffer(data, dtype=dtype, count=count).reshape(rows, cols)
     try:
         return ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types on short or odd data
+    except Exception as exc:  # decoders raise many types on short or odd data
         raise InputError(path, "PixelData", f"cannot be decoded, the file may be truncated ({type(exc).__name__}: "
                          f"{exc})") from exc
 

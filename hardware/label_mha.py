@@ -36,12 +36,12 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, tuple[float, float]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file", "does not exist" if not path.exists() else "is not a file")
-    image = trackrad._read_mha(path, "labels")
-    view = trackrad._array_thw(image)
+    image = trackrad.read_mha(path, "labels")
+    view = trackrad.array_thw(image)
     if not np.issubdtype(view.dtype, np.integer) and view.dtype != np.bool_:
         raise InputError(path, "ElementType", f"{view.dtype}: a label image must hold integers (0 = background)")
     labels = np.ascontiguousarray(view != 0)
-    return labels, trackrad._spacing_from_image(path, image)
+    return labels, trackrad.spacing_from_image(path, image)
 
 
 def write_labels(path: str | Path, labels: np.ndarray, spacing_mm: tuple[float, float]) -> None:
@@ -51,5 +51,5 @@ def write_labels(path: str | Path, labels: np.ndarray, spacing_mm: tuple[float, 
         raise ValueError(f"labels must be a non-empty (T, H, W) bool or uint8 array, got {labels.dtype} {labels.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    trackrad._write_mha(path, (labels != 0).astype(np.uint8), (float(spacing_mm[0]), float(spacing_mm[1])))
+    trackrad.write_mha(path, (labels != 0).astype(np.uint8), (float(spacing_mm[0]), float(spacing_mm[1])))
     log.info("wrote %d label frames to %s", labels.shape[0], path)

@@ -349,7 +349,7 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
         else:
             # A pinch corner (two regions touching diagonally): turn right first, so the
             # outline stays simple and encloses each pixel once.
-            def turn(o: tuple[int, int]) -> int:
+            def turn(o: tuple[int, int], here: tuple[int, int] = here, prev_dir: tuple[int, int] = prev_dir) -> int:
                 d = (o[0] - here[0], o[1] - here[1])
                 cross = prev_dir[0] * d[1] - prev_dir[1] * d[0]
                 return 0 if cross < 0 else (1 if cross == 0 else 2)

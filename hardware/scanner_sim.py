@@ -44,10 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.tcp import listen_tcp
 from hardware import InputError
 from hardware.plane_geometry import PlaneGeometry
 from hardware.sendexternal import END_OF_STREAM, SendExternalRecord, encode_record, geometry_fields
+from hardware.tcp import listen_tcp
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ class ScannerSimulator:
     def _run(self) -> None:
         try:
             self._serve()
-        except BaseException as exc:  # noqa: BLE001 - reported to the owner, not lost in a thread
+        except BaseException as exc:  # reported to the owner, not lost in a thread
             self.error = exc
             log.exception("scanner-sim failed")
         finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware.errors import InputError
-from hardware.trackrad import LABELS_SUFFIX, _check_spacing_argument, _write_mha
+from hardware.trackrad import LABELS_SUFFIX, check_spacing_argument, write_mha
 
 __all__ = ["write_tracked_labels"]
 
@@ -54,7 +54,7 @@ def write_tracked_labels(
     if masks.ndim != 3 or 0 in masks.shape or masks.dtype not in (np.bool_, np.uint8):
         raise ValueError(f"masks: must be a non-empty (T, H, W) bool or uint8 array, got {masks.dtype} {masks.shape}")
     try:
-        spacing = _check_spacing_argument(spacing_mm)
+        spacing = check_spacing_argument(spacing_mm)
     except (TypeError, ValueError):
         spacing = None
     if spacing is None:
@@ -63,7 +63,7 @@ def write_tracked_labels(
     path = targets / f"{case_id}{LABELS_SUFFIX}"
     try:
         targets.mkdir(parents=True, exist_ok=True)
-        _write_mha(path, (masks != 0).astype(np.uint8), spacing)
+        write_mha(path, (masks != 0).astype(np.uint8), spacing)
     except OSError as exc:
         raise InputError(targets, "--labels-out", f"cannot write there ({exc.strerror or exc})") from None
     log.info("wrote %d tracked masks to %s", masks.shape[0], path)

@@ -123,7 +123,7 @@ def read_case(
     """
     folder = Path(folder)
     fps_arg = _check_fps_argument(fps)
-    spacing_arg = _check_spacing_argument(spacing_mm)
+    spacing_arg = check_spacing_argument(spacing_mm)
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"
         raise InputError(folder, "case folder", f"{what}; expected a TrackRAD2025 case folder holding images/<id>{FRAMES_SUFFIX}")
@@ -132,10 +132,10 @@ def read_case(
     case_id = frames_path.name[: -len(FRAMES_SUFFIX)] if frames_path.name.endswith(FRAMES_SUFFIX) else frames_path.stem
     paths: dict[str, Path] = {"frames": frames_path}
 
-    image = _read_mha(frames_path, "frames")
+    image = read_mha(frames_path, "frames")
     frames = _frames_from_image(frames_path, image)
     n_frames, height, width = frames.shape
-    file_spacing = _spacing_from_image(frames_path, image)
+    file_spacing = spacing_from_image(frames_path, image)
 
     labels = None
     labels_path = folder / "targets" / f"{case_id}{LABELS_SUFFIX}"
@@ -258,7 +258,7 @@ def _native_stderr_to(sink: list[str]) -> Iterator[None]:
 MAX_PIXELS = 2**28
 
 
-def _read_mha(path: Path, what: str) -> sitk.Image:
+def read_mha(path: Path, what: str) -> sitk.Image:
     native_messages: list[str] = []
     try:
         with _native_stderr_to(native_messages):
@@ -291,14 +291,14 @@ def _read_mha(path: Path, what: str) -> sitk.Image:
     return image
 
 
-def _array_thw(image: sitk.Image) -> np.ndarray:
+def array_thw(image: sitk.Image) -> np.ndarray:
     """(T, H, W) view of an image whose ITK axes are (frame, column, row)."""
     # GetArrayViewFromImage is (H, W, T): ITK's first axis (frames) is numpy's last.
     return sitk.GetArrayViewFromImage(image).transpose(2, 0, 1)
 
 
 def _frames_from_image(path: Path, image: sitk.Image) -> np.ndarray:
-    view = _array_thw(image)
+    view = array_thw(image)
     if not (np.issubdtype(view.dtype, np.integer) or np.issubdtype(view.dtype, np.floating)):
         raise InputError(path, "ElementType", f"{view.dtype}: frames must be integer or real grey levels")
     frames = np.ascontiguousarray(view, dtype=np.float32)
@@ -307,7 +307,7 @@ def _frames_from_image(path: Path, image: sitk.Image) -> np.ndarray:
     return frames
 
 
-def _spacing_from_image(path: Path, image: sitk.Image) -> tuple[float, float]:
+def spacing_from_image(path: Path, image: sitk.Image) -> tuple[float, float]:
     spacing = image.GetSpacing()
     row_mm, col_mm = float(spacing[2]), float(spacing[1])
     if not all(math.isfinite(v) and v > 0.0 for v in (row_mm, col_mm)):
@@ -316,8 +316,8 @@ def _spacing_from_image(path: Path, image: sitk.Image) -> tuple[float, float]:
 
 
 def _mask_from_file(path: Path, what: str, shape: tuple[int, int, int]) -> np.ndarray:
-    image = _read_mha(path, what)
-    view = _array_thw(image)
+    image = read_mha(path, what)
+    view = array_thw(image)
     if view.shape != shape:
         raise InputError(path, what, f"shape {view.shape} (frames, rows, cols) does not match the frames' {shape}")
     if not (np.issubdtype(view.dtype, np.integer) or view.dtype == np.bool_):
@@ -354,7 +354,7 @@ def _check_fps_argument(fps: float | None) -> float | None:
     return float(fps)
 
 
-def _check_spacing_argument(spacing_mm: tuple[float, float] | None) -> tuple[float, float] | None:
+def check_spacing_argument(spacing_mm: tuple[float, float] | None) -> tuple[float, float] | None:
     if spacing_mm is None:
         return None
     values = tuple(spacing_mm)
@@ -435,7 +435,7 @@ def write_case(
         first_label = labels[0]
     if first_label is not None and not first_label.any():
         raise ValueError("the first frame's label (labels[0] or first_label) is empty: it must mark the target")
-    spacing = _check_spacing_argument(spacing_mm)
+    spacing = check_spacing_argument(spacing_mm)
     rate = _check_fps_argument(fps)
     if spacing is None or rate is None:
         raise ValueError("spacing_mm and fps are required")
@@ -456,15 +456,15 @@ def write_case(
                              f"{case_id!r} to an empty folder")
     images.mkdir(parents=True, exist_ok=True)
 
-    _write_mha(frames_path, frames, spacing)
+    write_mha(frames_path, frames, spacing)
     if labels is not None:
         targets.mkdir(exist_ok=True)
-        _write_mha(labels_path, labels.astype(np.uint8), spacing)
+        write_mha(labels_path, labels.astype(np.uint8), spacing)
     else:
         labels_path.unlink(missing_ok=True)
     if first_label is not None:
         targets.mkdir(exist_ok=True)
-        _write_mha(first_path, first_label[np.newaxis].astype(np.uint8), spacing)
+        write_mha(first_path, first_label[np.newaxis].astype(np.uint8), spacing)
     else:
         first_path.unlink(missing_ok=True)
 
@@ -475,7 +475,7 @@ def write_case(
     return folder
 
 
-def _write_mha(path: Path, array_thw: np.ndarray, spacing_mm: tuple[float, float]) -> None:
+def write_mha(path: Path, array_thw: np.ndarray, spacing_mm: tuple[float, float]) -> None:
     # (T, H, W) -> (H, W, T) so that ITK's first axis carries the frame index, as in the data set.
     image = sitk.GetImageFromArray(np.ascontiguousarray(array_thw.transpose(1, 2, 0)))
     image.SetSpacing((1.0, spacing_mm[1], spacing_mm[0]))

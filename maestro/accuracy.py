@@ -177,9 +177,8 @@ def evaluate_tracking(
     """
     from scipy import ndimage
 
-    from tracking.deformable import AffineRegistration, propagate_mask
-
     from maestro.phantom import TRACE_STRAIN_PER_MM, TracePhantom
+    from tracking.deformable import AffineRegistration, propagate_mask
     from tracking.multi_reference import MultiReferenceTracker
     from tracking.tracker import TemplateTracker
 
@@ -195,7 +194,6 @@ def evaluate_tracking(
     flagged = np.zeros(n, dtype=bool)
     dice = []
     score_dice = phantom.lesion.diameter_mm >= DICE_MIN_DIAMETER_MM
-    spacing = np.asarray(phantom.spacing_mm)
     tracker = registration = None
     ref_fraction = None
     for f in phantom.frames():
@@ -592,14 +590,16 @@ def evaluate_realistic(
 def format_realistic_table(rows: list[RealisticAccuracy]) -> str:
     head = (
         f"{'case':<18} {'role':<8} {'geometry':<13} {'mode':<10} {'lesion':>6} {'mean':>5} {'p95':>5} {'max*':>5} "
-        f"{'>2mm':>4} {'flag%':>6} {'held%':>6} {'dice':>5} {'dice*':>5} {'hd95':>5} {'msd':>5} {'rD98':>5} {'on>+2':>6} {'on>+5':>5} {'bound':>6} {'duty':>6} {'ideal':>6}"
+        f"{'>2mm':>4} {'flag%':>6} {'held%':>6} {'dice':>5} {'dice*':>5} {'hd95':>5} {'msd':>5} {'rD98':>5} "
+        f"{'on>+2':>6} {'on>+5':>5} {'bound':>6} {'duty':>6} {'ideal':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.case:<18} {r.role:<8} {r.geometry:<13} {r.mode:<10} {r.lesion_mm:6.1f} {r.mean_mm:5.2f} {r.p95_mm:5.2f} "
             f"{r.max_unflagged_mm:5.2f} {r.large:4d} {r.large_flagged_pct:6.1f} {r.flagged_pct:6.1f} {r.dice:5.3f} {r.dice_mask_ref:5.3f} "
-            f"{r.hd95_mm:5.2f} {r.msd_mm:5.2f} {r.relative_d98:5.3f} {r.wrong_on_2_pct:5.1f}% {r.wrong_on_5:5d} {r.bound_on_2_pct:5.1f}% {r.duty_pct:5.1f}% {r.ideal_duty_pct:5.1f}%"
+            f"{r.hd95_mm:5.2f} {r.msd_mm:5.2f} {r.relative_d98:5.3f} {r.wrong_on_2_pct:5.1f}% {r.wrong_on_5:5d} "
+            f"{r.bound_on_2_pct:5.1f}% {r.duty_pct:5.1f}% {r.ideal_duty_pct:5.1f}%"
         )
     lines.append(
         "errors in mm over frames not held (mean, p95, max*); >2mm over every frame; flag% = share of those held; "

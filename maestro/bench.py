@@ -481,7 +481,7 @@ def write_baseline(figures: dict[str, float | None], path: Path = BASELINE_PATH)
     machine = machine_description()
     entries = [e for e in _baseline_entries(path) if e.get("machine", {}).get("cpu") != machine["cpu"]]
     entries.append({
-        "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": machine,
         "figures": stored,
     })

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gating.uncertainty import DEFAULT_UNCERTAINTY_MM
 from hardware import InputError, SimulatedBeam
-from maestro.cli_args import box, count, number, point, positive_count, spacing
+from maestro.cli_args import add_session_options, add_target_options, count, number, point, positive_count, spacing
 
 log = logging.getLogger("maestro")
 
@@ -40,7 +39,8 @@ EXIT_RECORDING = 3
 #: Modules that each add one subcommand: ``add_parser(subparsers)`` registers it and sets
 #: ``func`` (a callable taking the parsed namespace and returning an exit status). Their
 #: heavy imports belong inside ``func`` so that ``maestro --help`` stays fast.
-COMMAND_MODULES: list[str] = ["maestro.validate", "maestro.accuracy", "maestro.live", "maestro.scanner_sim", "maestro.beam_sim", "maestro.bench", "maestro.soak", "maestro.convert"]
+COMMAND_MODULES: list[str] = ["maestro.validate", "maestro.accuracy", "maestro.live", "maestro.scanner_sim",
+                              "maestro.beam_sim", "maestro.bench", "maestro.soak", "maestro.convert"]
 
 
 # -- the parser ---------------------------------------------------------------------------
@@ -79,52 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"TrackRAD2025 case folder, a folder holding one DICOM series, a SendExternal .dat file or a cine .raw "
              f"file (default: the bundled session {BUNDLED_SESSION})",
     )
-    rp.add_argument("--target-box", type=box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
-                    help="target on the first frame in pixels, when the recording has no first label")
-    rp.add_argument("--target-rtstruct", type=Path, default=None, metavar="FILE",
-                    help="the target from planning: a DICOM RT Structure Set; its ROI --roi is cut by the cine "
-                         "plane (the frames' ImagePositionPatient, ImageOrientationPatient, PixelSpacing). Takes "
-                         "precedence over the recording's label, which then serves as ground truth only")
-    rp.add_argument("--roi", default=None, metavar="NAME",
-                    help="the ROIName of the target in --target-rtstruct (e.g. GTV)")
-    g = rp.add_argument_group("gating")
-    g.add_argument("--margin-mm", type=number(0.0), default=3.0, help="boundary = target + margin (mm, default 3)")
-    g.add_argument("--threshold-pct", type=number(0.0, high=100.0), default=10.0,
-                   help="hold while more than this %% of the target is outside the boundary (default 10)")
-    g.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=0.5,
-                   help="hold while tracking confidence is below this (0-1, default 0.5)")
-    g.add_argument("--beam-on-delay-ms", type=number(0.0), default=0.0,
-                   help="conditions must hold this long before the beam is released (ms, default 0)")
-    g.add_argument("--beam-on-delay-frames", type=count, default=0,
-                   help="... and for this many consecutive frames (default 0)")
-    g.add_argument("--max-frame-age-ms", type=number(0.0, low_inclusive=False), default=250.0,
-                   help="a frame older than this when decided holds the beam as stale (ms, default 250)")
-    g.add_argument("--predict-ms", type=number(0.0, high=2000.0), default=0.0,
-                   help="decide on the target position predicted this far ahead, e.g. the system latency "
-                        "(ms, 0-2000; default 0 = no prediction)")
-    g.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
-                   help="position-uncertainty allowance: judge the target as if this much further from its "
-                        "reference position, along its displacement (mm, default 1: the tracker's p95 error "
-                        "budget; 0 = judge it where tracked)")
-    t = rp.add_argument_group("tracking")
-    t.add_argument("--context-mm", type=number(0.0), default=20.0,
-                   help="context around the target's bounding box in the template (mm, default 20)")
-    t.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=15.0,
-                   help="half-width of the search window around the last confident position (mm, default 15; "
-                        "twice that while re-acquiring a lost target)")
-    mode = t.add_mutually_exclusive_group()
-    mode.add_argument("--deformable", dest="deformable", action="store_true", default=True,
-                      help="deformable mode (the default), for targets that change shape: propagate the reference "
-                           "target by an affine registration of the region around it; outside %% and --labels-out "
-                           "use the propagated target")
-    mode.add_argument("--rigid", dest="deformable", action="store_false",
-                      help="rigid mode: the reference target moved by the tracked translation (no registration; "
-                           "about half the per-frame time, less accurate on deforming targets)")
-    b = rp.add_argument_group("simulated beam")
-    b.add_argument("--beam-on-latency-ms", type=number(0.0), default=0.0,
-                   help="simulated beam's response time to a release (ms, default 0)")
-    b.add_argument("--beam-off-latency-ms", type=number(0.0), default=0.0,
-                   help="simulated beam's response time to a hold (ms, default 0)")
+    add_target_options(rp)
+    add_session_options(rp)
     s = rp.add_argument_group("source")
     s.add_argument("--realtime", action="store_true", help="hand frames over at their recorded times (default: as fast as possible)")
     s.add_argument("--fps", type=number(0.0, low_inclusive=False), default=None,
@@ -194,7 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands -----------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
     from hardware.replay import ReplaySource
-    from maestro.recording import SessionRecorder
     from maestro.report_text import format_summary
     from maestro.session import GatingSession, session_description
 
@@ -354,7 +309,6 @@ def _trace_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def session_config(args: argparse.Namespace) -> Any:
     """The :class:`~maestro.session.SessionConfig` from every option named like one of its fields."""
     from maestro.session import SessionConfig
-
     from maestro.target import check_target_options
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SessionConfig) if hasattr(args, f.name)}

@@ -1,4 +1,5 @@
-"""Option value types shared by every ``maestro`` command.
+"""Option value types shared by every ``maestro`` command, and the option groups that
+``maestro replay`` and ``maestro live`` share.
 
 Each type is an ``argparse`` ``type=`` callable that turns the option's text into its value
 or refuses it with :class:`argparse.ArgumentTypeError` naming the rule it enforces; the
@@ -10,10 +11,14 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
+from gating.uncertainty import DEFAULT_UNCERTAINTY_MM
 from hardware import InputError
 
-__all__ = ["box", "count", "number", "point", "port", "positive_count", "spacing"]
+__all__ = [
+    "add_session_options", "add_target_options", "box", "count", "number", "point", "port", "positive_count", "spacing",
+]
 
 
 def number(low: float | None = None, low_inclusive: bool = True, high: float | None = None) -> Callable[[str], float]:
@@ -95,3 +100,59 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} must be within 0 to 65535")
     return value
+
+
+# -- option groups that maestro replay and maestro live share ----------------------------
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """--target-box, --target-rtstruct and --roi: where the target comes from."""
+    parser.add_argument("--target-box", type=box, default=None, metavar="ROW,COL,HEIGHT,WIDTH",
+                        help="target on the first frame in pixels, when the recording has no first label")
+    parser.add_argument("--target-rtstruct", type=Path, default=None, metavar="FILE",
+                        help="the target from planning: a DICOM RT Structure Set; its ROI --roi is cut by the cine "
+                             "plane (the frames' ImagePositionPatient, ImageOrientationPatient, PixelSpacing). Takes "
+                             "precedence over the recording's label, which then serves as ground truth only")
+    parser.add_argument("--roi", default=None, metavar="NAME",
+                        help="the ROIName of the target in --target-rtstruct (e.g. GTV)")
+
+
+def add_session_options(parser: argparse.ArgumentParser) -> None:
+    """The session's option groups: gating, tracking (with --deformable / --rigid) and the
+    simulated beam."""
+    g = parser.add_argument_group("gating")
+    g.add_argument("--margin-mm", type=number(0.0), default=3.0, help="boundary = target + margin (mm, default 3)")
+    g.add_argument("--threshold-pct", type=number(0.0, high=100.0), default=10.0,
+                   help="hold while more than this %% of the target is outside the boundary (default 10)")
+    g.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=0.5,
+                   help="hold while tracking confidence is below this (0-1, default 0.5)")
+    g.add_argument("--beam-on-delay-ms", type=number(0.0), default=0.0,
+                   help="conditions must hold this long before the beam is released (ms, default 0)")
+    g.add_argument("--beam-on-delay-frames", type=count, default=0,
+                   help="... and for this many consecutive frames (default 0)")
+    g.add_argument("--max-frame-age-ms", type=number(0.0, low_inclusive=False), default=250.0,
+                   help="a frame older than this when decided holds the beam as stale (ms, default 250)")
+    g.add_argument("--predict-ms", type=number(0.0, high=2000.0), default=0.0,
+                   help="decide on the target position predicted this far ahead, e.g. the system latency "
+                        "(ms, 0-2000; default 0 = no prediction)")
+    g.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
+                   help="position-uncertainty allowance: judge the target as if this much further from its "
+                        "reference position, along its displacement (mm, default 1: the tracker's p95 error "
+                        "budget; 0 = judge it where tracked)")
+    t = parser.add_argument_group("tracking")
+    t.add_argument("--context-mm", type=number(0.0), default=20.0,
+                   help="context around the target's bounding box in the template (mm, default 20)")
+    t.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=15.0,
+                   help="half-width of the search window around the last confident position (mm, default 15; "
+                        "twice that while re-acquiring a lost target)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--deformable", dest="deformable", action="store_true", default=True,
+                      help="deformable mode (the default), for targets that change shape: propagate the reference "
+                           "target by an affine registration of the region around it; outside %% and --labels-out "
+                           "use the propagated target")
+    mode.add_argument("--rigid", dest="deformable", action="store_false",
+                      help="rigid mode: the reference target moved by the tracked translation (no registration; "
+                           "about half the per-frame time, less accurate on deforming targets)")
+    b = parser.add_argument_group("simulated beam")
+    b.add_argument("--beam-on-latency-ms", type=number(0.0), default=0.0,
+                   help="simulated beam's response time to a release (ms, default 0)")
+    b.add_argument("--beam-off-latency-ms", type=number(0.0), default=0.0,
+                   help="simulated beam's response time to a hold (ms, default 0)")

@@ -100,9 +100,7 @@ def write_recording(rec: Recording, source: Path, out: Path, fmt: str) -> str:
     """Write ``rec`` to ``out`` as ``fmt`` (dat, raw, dicom, trackrad); returns a summary."""
     n, h, w = rec.frames.shape
     if fmt == "dat":
-        from hardware.sendexternal import SendExternalRecord, write_dat
-
-        from hardware.sendexternal import geometry_fields
+        from hardware.sendexternal import SendExternalRecord, geometry_fields, write_dat
 
         pixels = integer_frames(source, rec.frames, np.int16, "SendExternal (.dat)")
         plane = geometry_fields(rec.geometry) if rec.geometry is not None else {}

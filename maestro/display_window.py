@@ -473,7 +473,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             raise OSError(f"{path}: could not write the screenshot PNG")
         return mapping
 
-    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # Qt's name
         self._timer.stop()
         if not self._closed:
             self._closed = True

@@ -21,11 +21,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Option groups of ``maestro replay`` that ``maestro live`` shares.
-SHARED_GROUPS: tuple[str, ...] = ("gating", "tracking", "simulated beam")
-#: Ungrouped options of ``maestro replay`` that ``maestro live`` shares (by dest).
-SHARED_OPTIONS: tuple[str, ...] = ("target_box", "target_rtstruct", "roi")
-
 EXIT_SCANNER_LOST = 1
 
 
@@ -51,24 +46,8 @@ def parse_endpoint(text: str, option: str) -> tuple[str, int]:
     return host, port
 
 
-def _shared_actions(subparsers: argparse._SubParsersAction) -> list[tuple[str | None, list[argparse.Action]]]:  # type: ignore[type-arg]
-    """The replay parser's actions to share, grouped by their group title."""
-    replay = subparsers.choices.get("replay")
-    if replay is None:
-        return []
-    out: list[tuple[str | None, list[argparse.Action]]] = []
-    for group in replay._action_groups:
-        if group.title in SHARED_GROUPS:
-            out.append((group.title, list(group._group_actions)))
-        else:
-            picked = [a for a in group._group_actions if a.dest in SHARED_OPTIONS]
-            if picked:
-                out.append((None, picked))
-    return out
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from maestro.cli_args import count, number, positive_count
+    from maestro.cli_args import add_session_options, add_target_options, count, number, positive_count
 
     p = subparsers.add_parser(
         "live",
@@ -94,17 +73,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--reference", type=Path, default=None, metavar="RECORDING",
                    help="take the target on the first frame from this recording's first label "
                         "(a recording maestro replay reads); otherwise --target-box")
-    shared = _shared_actions(subparsers)
-    for title, actions in shared:
-        container = p if title is None else p.add_argument_group(title)
-        for action in actions:
-            # Shared action objects, as argparse's own ``parents`` does: one definition.
-            container._add_action(action)
-    # ... and the exclusions between them (--deformable / --rigid), as ``parents`` does.
-    shared_ids = {id(a) for _, actions in shared for a in actions}
-    for exclusive in subparsers.choices["replay"]._mutually_exclusive_groups if shared else ():
-        if all(id(a) in shared_ids for a in exclusive._group_actions):
-            p.add_mutually_exclusive_group(required=exclusive.required)._group_actions.extend(exclusive._group_actions)
+    add_target_options(p)
+    add_session_options(p)
     s = p.add_argument_group("live source")
     s.add_argument("--fps", type=number(0.0, low_inclusive=False), default=8.0,
                    help="nominal frame rate of the stream (frames/s, default 8); sets the frame period")
@@ -192,9 +162,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             start_recording(recorder, meta)
         try:
             if args.display:
-                from maestro.display import run_with_display
-
-                from maestro.display import DisplayUnavailable
+                from maestro.display import DisplayUnavailable, run_with_display
 
                 try:
                     summary = run_with_display(session, max_frames=args.max_frames, recording_path=args.out,

@@ -1099,7 +1099,7 @@ def generate_session(
         geometry, seconds, seed, lesion_diameter_mm
     )
     model = _anatomy(seed, lesion_diameter_mm)
-    body, lesion_centre, lesion, lesion_angle = model.body, model.lesion_centre, model.lesion, model.lesion_angle
+    lesion_centre, lesion, lesion_angle = model.lesion_centre, model.lesion, model.lesion_angle
     noise_rng = model.noise_rng
     breathing = _draw_breathing(model.motion_rng, seconds)
     # Drawn before any per-frame noise so that the session length does not change it.

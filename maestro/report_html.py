@@ -200,7 +200,8 @@ def render(results: Sequence[CaseResult], settings: ValidationSettings, cohort_s
              f"{', '.join(f'{x:g}' for x in settings.predict_ms)} ms). maestro-gating "
              f"{html.escape(str(meta.get('software', {}).get('version', '')))}.</p>")
     summary = (f"<section id='cohort-summary'><h2>Cohort summary</h2><p class='note'>At the reference configuration "
-               f"{margin:g} mm / {threshold:g} % / beam latency {latency:g} ms / prediction {predict:g} ms. Duty cycle: beam-on share of the session. False "
+               f"{margin:g} mm / {threshold:g} % / beam latency {latency:g} ms / prediction {predict:g} ms. "
+               f"Duty cycle: beam-on share of the session. False "
                f"beam-on: share of beam-on time with more than the threshold of the true target outside. False hold: "
                f"share of the time the true target was inside during which the beam was held. Residual: distance of "
                f"the true centroid from its reference during beam-on. Margin95: expansion of the reference target "

@@ -29,8 +29,9 @@ import numpy as np
 
 from gating.boundary import GatingGeometry
 from gating.centroid import mask_centroid_px
+from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig
 from gating.uncertainty import DEFAULT_UNCERTAINTY_MM, away_from_reference_mm
-from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig, GateDecision
+from gating.warmup import warm_up as warm_up_gating
 from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro.recording import FrameRecord, SessionRecorder
 from maestro.stats import StreamingHistogram
@@ -39,7 +40,6 @@ from maestro.watchdog import Watchdog
 from tracking.deformable import propagated_centroid_px
 from tracking.predict import RidgeARPredictor
 from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, DEFAULT_TARGET_CONTEXT_MM, TemplateTracker, TrackResult
-from gating.warmup import warm_up as warm_up_gating
 from tracking.warmup import warm_up as warm_up_tracking
 
 log = logging.getLogger(__name__)
@@ -414,7 +414,7 @@ class GatingSession:
             with self._beam_lock:
                 try:
                     self._beam_poll()
-                except Exception:  # noqa: BLE001 - a link that fails here fails safe on its own
+                except Exception:  # a link that fails here fails safe on its own
                     log.warning("beam interface poll failed", exc_info=True)
         if self._watchdog is not None:
             self._watchdog.kick()
@@ -478,7 +478,7 @@ class GatingSession:
             shadow.process(Frame(k, k * self.source.frame_period_s, time.perf_counter(), last.pixels,
                                  last.spacing_mm, None))
             self.n_rehearsals = k
-        except Exception:  # noqa: BLE001 - a rehearsal must never disturb the session
+        except Exception:  # a rehearsal must never disturb the session
             log.warning("keep-warm rehearsal failed: switched off for this session", exc_info=True)
             self._keep_warm = False
             self._rehearsal = None
@@ -573,7 +573,7 @@ class GatingSession:
         """
         try:
             self.beam.hold(reason, t_s=t_s)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.critical("beam interface refused a hold (%s): it must fail safe on its own", reason, exc_info=True)
 
     def _recording_failed(self, exc: OSError) -> None:
@@ -582,7 +582,8 @@ class GatingSession:
             self._guarded_hold("recording_fault", self._last_t_acq_s)
             self._beam_on = False
         log.error("recording failed (%s): beam held, session ends", exc)
-        raise RecordingFault(f"{self.recorder.out_dir if self.recorder else ''}: recording: {exc.strerror or exc}: beam held, session stopped") from exc
+        where = self.recorder.out_dir if self.recorder else ""
+        raise RecordingFault(f"{where}: recording: {exc.strerror or exc}: beam held, session stopped") from exc
 
     def _record(self, frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness) -> FrameRecord:  # type: ignore[no-untyped-def]
         true_row = true_col = true_out = err = math.nan

@@ -108,7 +108,8 @@ class SoakResult:
         }
 
 
-def run_soak(frames_u16: np.ndarray, spacing_mm: tuple[float, float], fps: float, first_label: np.ndarray, repeats: int, out_dir: Path) -> SoakResult:
+def run_soak(frames_u16: np.ndarray, spacing_mm: tuple[float, float], fps: float, first_label: np.ndarray, repeats: int,
+             out_dir: Path) -> SoakResult:
     """Replay ``frames_u16`` (T, H, W) ``repeats`` times through one session and measure."""
     from maestro.recording import SessionRecorder
     from maestro.session import GatingSession, SessionConfig
@@ -186,7 +187,8 @@ def _make_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     trace = read_kim_trace(args.trace)
     xyz = np.stack((trace.si_mm, trace.ap_mm, trace.lr_mm), axis=1)
-    return generate_trace_session(trace.times_s, xyz, args.geometry, seconds=seconds, seed=args.seed, loop=True, trace_source=str(args.trace))
+    return generate_trace_session(trace.times_s, xyz, args.geometry, seconds=seconds, seed=args.seed, loop=True,
+                                  trace_source=str(args.trace))
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
@@ -204,10 +206,14 @@ def cmd_soak(args: argparse.Namespace) -> int:
     drift_verdict = ("ok" if checks["latency drift"] else "FAIL")
     if args.quick:
         drift_verdict = ("ok" if checks["latency drift"] else "over") + " (reported only with --quick)"
-    print(f"soak: {result.frames} frames ({result.repeats} x {result.frames_per_repeat}) at {result.replay_fps:.0f} frames/s, beam on {100 * result.beam_on_fraction:.1f} %")
-    print(f"memory            {result.rss_growth_mb:+.2f} MB from frame {SETTLE_FRAMES} to the end (budget <= {RSS_BUDGET_MB:g} MB)  {'ok' if checks['memory'] else 'FAIL'}")
-    print(f"latency p99       first 10 % {result.p99_first_us:.0f} us, last 10 % {result.p99_last_us:.0f} us ({100 * result.latency_drift:+.1f} %; budget <= +10 %, 20 us floor)  {drift_verdict}")
-    print(f"determinism       {result.frames_differing} frames decided differently across {result.repeats} repetitions  {'ok' if checks['determinism'] else 'FAIL'}")
+    print(f"soak: {result.frames} frames ({result.repeats} x {result.frames_per_repeat}) at {result.replay_fps:.0f} frames/s, "
+          f"beam on {100 * result.beam_on_fraction:.1f} %")
+    print(f"memory            {result.rss_growth_mb:+.2f} MB from frame {SETTLE_FRAMES} to the end "
+          f"(budget <= {RSS_BUDGET_MB:g} MB)  {'ok' if checks['memory'] else 'FAIL'}")
+    print(f"latency p99       first 10 % {result.p99_first_us:.0f} us, last 10 % {result.p99_last_us:.0f} us "
+          f"({100 * result.latency_drift:+.1f} %; budget <= +10 %, 20 us floor)  {drift_verdict}")
+    print(f"determinism       {result.frames_differing} frames decided differently across {result.repeats} repetitions  "
+          f"{'ok' if checks['determinism'] else 'FAIL'}")
     if args.json is not None:
         args.json.write_text(json.dumps({**asdict(result), "checks": checks}, indent=2) + "\n")
     return 0 if all(enforced.values()) else 1
@@ -223,7 +229,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--trace", type=Path, default=None, metavar="FILE", help="KIM trajectory driving the phantom (default: breathing model)")
     p.add_argument("--minutes", type=number(0.0, low_inclusive=False, high=60.0), default=20.0, help="length of the session (default 20)")
-    p.add_argument("--repeats", type=count, default=11, help="times the session is replayed back to back (default 11: 105,600 frames at 8 fps)")
+    p.add_argument("--repeats", type=count, default=11,
+                   help="times the session is replayed back to back (default 11: 105,600 frames at 8 fps)")
     p.add_argument("--geometry", choices=["mridian-8fps", "mridian-4fps"], default="mridian-8fps")
     p.add_argument("--seed", type=count, default=1)
     p.add_argument("--quick", action="store_true",

@@ -80,5 +80,5 @@ class Watchdog:
                 self.n_fired += 1
                 try:
                     self._on_fire(silence_s)
-                except Exception:  # noqa: BLE001 - a watchdog must outlive its callback's faults
+                except Exception:  # a watchdog must outlive its callback's faults
                     log.exception("watchdog callback failed")

@@ -30,9 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tracking.refine import prepare_refinement
 from tracking.zncc import (
     _R_AT_EDGE,
     _R_COL_PX,
+    _R_N_SCORED,
     _R_PEAK,
     _R_ROW_PX,
     _R_SHARPNESS,
@@ -40,7 +42,6 @@ from tracking.zncc import (
     _R_WIN_COLS,
     _R_WIN_ROW0,
     _R_WIN_ROWS,
-    _R_N_SCORED,
     _SEARCH_BAD_PREDICTION,
     _SEARCH_NO_CONTRAST,
     _SEARCH_NO_FINITE_SCORE,
@@ -58,7 +59,6 @@ from tracking.zncc import (
     prepare_template,
     window_buffers,
 )
-from tracking.refine import prepare_refinement
 
 __all__ = [
     "DEFAULT_CONTEXT_MM",
@@ -777,7 +777,8 @@ class TemplateTracker:
                 residual_mm = math.hypot(
                     (t_row - row_px - fit_r) * self._spacing_row_mm, (t_col - col_px - fit_c) * self._spacing_col_mm
                 )
-                if peak >= self.trust_floor and not wide and residual_mm <= self.max_disagreement_mm and target_zncc >= self.min_target_zncc:
+                if (peak >= self.trust_floor and not wide and residual_mm <= self.max_disagreement_mm
+                        and target_zncc >= self.min_target_zncc):
                     model.add(row_px, col_px, t_row - row_px, t_col - col_px)
                     fit_r, fit_c = model.predict(row_px, col_px)
                 disagreement_mm = residual_mm

@@ -58,8 +58,8 @@ from __future__ import annotations
 import math
 
 import numba
-from llvmlite import binding as llvm_binding
 import numpy as np
+from llvmlite import binding as llvm_binding
 
 from tracking._numba_options import NJIT_OPTIONS
 

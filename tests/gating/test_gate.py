@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gating.gate import (
-    INCONSISTENT,
     HOLD_REASONS,
+    INCONSISTENT,
     LOW_CONFIDENCE,
     OUTSIDE,
     SOURCE_FAULT,

@@ -12,8 +12,8 @@ import pytest
 
 from hardware import BeamState
 from hardware import beam_protocol as bp
-from hardware.beam_tcp import TcpBeam
 from hardware.beam_sim import BeamSimulator
+from hardware.beam_tcp import TcpBeam
 from maestro.cli import main
 
 

@@ -174,7 +174,7 @@ def test_a_command_goes_out_before_acknowledgements_are_read(endpoint: ScriptedE
         assert wait_for(lambda: len(endpoint.lines) == 1)
         time.sleep(0.05)  # the ACK ON has arrived, unread
         beam.hold("outside", t_s=0.1)
-        assert len(beam._unacked) == 2  # noqa: SLF001 - the RELEASE's ACK is still unread
+        assert len(beam._unacked) == 2  # the RELEASE's ACK is still unread
         assert wait_for(lambda: len(endpoint.lines) == 2)
         beam.poll()
         assert beam.wait_acked(2.0) and beam.state is BeamState.HOLD

@@ -312,7 +312,7 @@ def test_close_stops_a_waiting_iteration(scanner_factory) -> None:
     source = source_for(scanner.port)
     t0 = time.perf_counter()
     n = 0
-    for item in source:
+    for _item in source:
         n += 1
         if n == 5:
             source.close()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hardware.dicom_series import read_series
 from hardware.dicom_write import write_series
 from hardware.plane_geometry import PlaneGeometry
-from hardware.sendexternal import SendExternalRecord, decode_stream, encode_record, END_OF_STREAM, geometry_fields
+from hardware.sendexternal import END_OF_STREAM, SendExternalRecord, decode_stream, encode_record, geometry_fields
 
 SAGITTAL = dict(row_direction=(0.0, 1.0, 0.0), col_direction=(0.0, 0.0, -1.0))
 

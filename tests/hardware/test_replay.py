@@ -192,7 +192,7 @@ def test_realtime_schedule_survives_a_pause_between_loops(tmp_path: Path) -> Non
     folder, offsets = _irregular_series(tmp_path)
     clock = ManualClock(10.0)
     source = ReplaySource(folder, realtime=True, clock=clock, sleep=clock.sleep)
-    for frame in source:
+    for _frame in source:
         break
     clock.advance(0.1)
     rest = list(source)

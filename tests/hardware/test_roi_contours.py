@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from hardware.errors import InputError
 from hardware.roi_contours import (
+    RoiContourError,
     TrackingContour,
     contour_to_mask,
     contours_by_frame,
@@ -26,7 +27,6 @@ from hardware.roi_contours import (
     polygon_mask,
     read_contours,
     write_contours,
-    RoiContourError,
 )
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from hardware import InputError
+from hardware.scanner_sim import FaultSpec, ScannerSimulator, parse_fault, to_int16
 from hardware.sendexternal import SendExternalDecoder, SendExternalError
 from maestro.cli import main
-from hardware.scanner_sim import FaultSpec, ScannerSimulator, parse_fault, to_int16
 
 PERIOD_S = 0.02
 

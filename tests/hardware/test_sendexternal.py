@@ -360,7 +360,7 @@ def test_reading_bytes_wanted_at_a_time_stops_at_every_part_of_every_record(recs
     stream = b"".join(encode_record(r) for r in recs) + END_OF_STREAM
     boundaries = set()
     at = 0
-    for r in recs:
+    for _r in recs:
         header_size, data_size = struct.unpack_from("<ii", stream, at)
         boundaries |= {at + 8, at + 8 + header_size, at + 8 + header_size + data_size}
         at += 8 + header_size + data_size

@@ -34,7 +34,8 @@ def test_replay_defaults_meet_the_accuracy_targets_on_realistic_cases(shared_dat
     summary = (
         f"{case} ({acc.role}) {geometry}: mean {acc.mean_mm:.2f}, p95 {acc.p95_mm:.2f}, max unflagged "
         f"{acc.max_unflagged_mm:.2f}, >2 mm {acc.large} ({acc.large_flagged_pct:.0f} % flagged), held "
-        f"{acc.flagged_pct:.1f} %, dice {acc.dice:.3f} ({acc.dice_mask_ref:.3f} from a mask), beam on {acc.duty_pct:.1f} % with the true target "
+        f"{acc.flagged_pct:.1f} %, dice {acc.dice:.3f} ({acc.dice_mask_ref:.3f} from a mask), "
+        f"beam on {acc.duty_pct:.1f} % with the true target "
         f"> threshold + 2 in {acc.wrong_on_2_pct:.1f} % of them, > + 5 in {acc.wrong_on_5} frames"
     )
     assert acc.frames >= 159, summary

@@ -6,9 +6,9 @@ import argparse
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from maestro.cli import main
 from tests.hardware.synthetic import writable_copy

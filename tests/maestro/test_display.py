@@ -10,27 +10,27 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import math  # noqa: E402
-import multiprocessing  # noqa: E402
-import signal  # noqa: E402
-import struct  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import zlib  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import contextlib
+import math
+import multiprocessing
+import signal
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import cv2
+import numpy as np
+import pytest
 
-from gating.boundary import GatingGeometry  # noqa: E402
-from hardware import BeamState, Frame, InputError, SimulatedBeam  # noqa: E402
-from hardware.trackrad import write_case  # noqa: E402
-from maestro import cli  # noqa: E402
-from maestro.display import check_replay_options, run_with_display  # noqa: E402
-from maestro.display_feed import (  # noqa: E402
+from gating.boundary import GatingGeometry
+from hardware import BeamState, Frame, InputError, SimulatedBeam
+from hardware.trackrad import write_case
+from maestro import cli
+from maestro.display import check_replay_options, run_with_display
+from maestro.display_feed import (
     N_SLOTS,
     RECORD_BYTES,
     DisplayOverlay,
@@ -42,9 +42,9 @@ from maestro.display_feed import (  # noqa: E402
     unpack_records,
     window_level_from,
 )
-from maestro.recording import FrameRecord  # noqa: E402
-from maestro.session import GatingSession, SessionConfig  # noqa: E402
-from tests.maestro.sources import ListSource, blob_image  # noqa: E402
+from maestro.recording import FrameRecord
+from maestro.session import GatingSession, SessionConfig
+from tests.maestro.sources import ListSource, blob_image
 
 # Colours the display draws with (maestro.display_window; not imported: it loads Qt).
 BOUNDARY_RGB = (255, 190, 0)

@@ -139,7 +139,7 @@ def test_disk_full_holds_the_beam_and_stops(tmp_path) -> None:
         pytest.skip("/dev/full is needed to simulate a full disk")
     frames = moving_blob_frames(10, amplitude_px=0.0)
     recorder = SessionRecorder(tmp_path)
-    real_fh = recorder._fh  # noqa: SLF001
+    real_fh = recorder._fh
     beam = SimulatedBeam()
     records = []
 
@@ -147,7 +147,7 @@ def test_disk_full_holds_the_beam_and_stops(tmp_path) -> None:
         records.append(record)
         if len(records) == 3:
             real_fh.close()
-            recorder._fh = open("/dev/full", "w", buffering=1)  # noqa: SLF001, SIM115
+            recorder._fh = open("/dev/full", "w", buffering=1)
 
     source = ListSource(frames, reference_label=centre_mask((96, 96)))
     session = GatingSession(source, SessionConfig(), beam, recorder, on_record=fill_disk_after_three)
@@ -239,7 +239,7 @@ def test_tracker_exception_holds_and_the_loop_goes_on(monkeypatch) -> None:
     session = GatingSession(source, SessionConfig(max_frame_age_ms=10_000.0), SimulatedBeam())
     records = []
     session.on_record = records.append
-    original_set_up = session._set_up  # noqa: SLF001
+    original_set_up = session._set_up
 
     def set_up_then_break(frame) -> None:  # type: ignore[no-untyped-def]
         original_set_up(frame)

@@ -16,9 +16,9 @@ import pytest
 
 from hardware import beam_protocol as bp
 from hardware.beam_sim import BeamSimulator
+from hardware.scanner_sim import ScannerSimulator, load_recording, parse_fault
 from maestro.cli import BUNDLED_SESSION, main
 from maestro.live import parse_endpoint
-from hardware.scanner_sim import ScannerSimulator, load_recording, parse_fault
 
 pytestmark = pytest.mark.system
 

@@ -105,7 +105,7 @@ def test_translation_moves_the_lesion_by_minus_u_and_matches_the_naive_loop() ->
         # 5 x 5 sub-samples of a 3.5 mm pixel are 0.7 mm apart: the sampled ellipse's
         # centroid (this small lesion covers ~13 pixels) is within 0.05 px of the analytic one.
         np.testing.assert_allclose(ph.trajectory_mm[k], expected_mm, atol=0.05 * ph.spacing_mm[0])
-        naive = _naive_fraction(ph, k, lambda r, c: tuple(u_now))
+        naive = _naive_fraction(ph, k, lambda r, c, u=u_now: tuple(u))
         np.testing.assert_allclose(ph.label_fraction(k), naive, atol=1e-6)
         naive_mm = (_centroid(naive) - _centroid(_naive_fraction(ph, 0, lambda r, c: (0.0, 0.0)))) * ph.spacing_mm[0]
         np.testing.assert_allclose(ph.trajectory_mm[k], naive_mm, atol=1e-4)  # float32 sums

@@ -112,7 +112,7 @@ def test_the_session_keeps_the_contours_partial_volume_for_the_tracked_labels(se
     the written first mask is the fraction >= 1/2 (the identity affine on frame 0)."""
     import SimpleITK as sitk
 
-    from hardware.trackrad import _array_thw
+    from hardware.trackrad import array_thw
 
     config = SessionConfig(target_rtstruct=structure_set, roi="Sphere", watchdog_periods=None)
     with ReplaySource(series) as source:
@@ -127,7 +127,7 @@ def test_the_session_keeps_the_contours_partial_volume_for_the_tracked_labels(se
     assert main(["replay", str(series), "--target-rtstruct", str(structure_set), "--roi", "Sphere",
                  "--max-frames", "20", "--out", str(tmp_path / "run"), "--labels-out", str(out)]) == 0
     image = sitk.ReadImage(str(next((out / "targets").glob("*_labels.mha"))))
-    masks = np.array(_array_thw(image)) != 0  # a copy: the view lives only as long as the image
+    masks = np.array(array_thw(image)) != 0  # a copy: the view lives only as long as the image
     assert masks.shape[0] == 20
     np.testing.assert_array_equal(masks[0], fraction >= 0.5)
     assert all(m.any() for m in masks)

@@ -8,8 +8,8 @@ import math
 
 import cv2
 import numpy as np
-from scipy import ndimage
 import pytest
+from scipy import ndimage
 
 from maestro.phantom import generate_session
 from tests.tracking.naive import affine_ic_naive
@@ -143,7 +143,8 @@ def _ecc_affine(reference: np.ndarray, frame: np.ndarray, reg: AffineRegistratio
 
 def _target_points(mask: np.ndarray) -> np.ndarray:
     r, c = np.nonzero(mask)
-    return np.array([[r.mean(), c.mean()], [r.min(), c.min()], [r.min(), c.max()], [r.max(), c.min()], [r.max(), c.max()]], dtype=np.float64)
+    return np.array([[r.mean(), c.mean()], [r.min(), c.min()], [r.min(), c.max()], [r.max(), c.min()], [r.max(), c.max()]],
+                    dtype=np.float64)
 
 
 def _apply(affine: np.ndarray, pts: np.ndarray) -> np.ndarray:

@@ -18,8 +18,8 @@ from tracking.zncc import (
     _zncc_kernel,
     pad_template,
     prepare_template,
-    window_buffers,
     subpixel_peak,
+    window_buffers,
     zncc_map,
 )
 
