@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,6 +276,12 @@ def test_a_worker_killed_mid_run_loses_no_case(cluster: _Cluster, cohort: Path, 
     _assert_same_results(tmp_path / "local", tmp_path / "cluster")
 
 
+def _read_all(stream: Any, chunks: list[bytes]) -> None:
+    """Collect a pipe's bytes as they come, until it closes."""
+    while chunk := stream.read1(4096):
+        chunks.append(chunk)
+
+
 def test_a_lost_scheduler_keeps_the_cases_done(cohort: Path, tmp_path: Path) -> None:
     # A cluster of its own, with one worker: this test kills its scheduler.
     (tmp_path / "dask").mkdir()
@@ -285,14 +292,19 @@ def test_a_lost_scheduler_keeps_the_cases_done(cohort: Path, tmp_path: Path) -> 
             [sys.executable, "-m", "maestro.cli", "validate", str(cohort), "--report", str(tmp_path / "r"),
              "--scheduler", lonely.address],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
-        with lonely.client() as c:
-            deadline = time.monotonic() + 120
-            # A case done: its result is held on the worker until the run has them all.
-            while time.monotonic() < deadline and run.poll() is None and not any(
-                    str(k).startswith("maestro-") for keys in c.has_what().values() for k in keys):
-                time.sleep(0.05)
+        # A case done means the run has its result: wait for its progress line ("1/5
+        # cases"), not for the worker to hold a result the client may not have gathered yet.
+        err_chunks: list[bytes] = []
+        reader = threading.Thread(target=_read_all, args=(run.stderr, err_chunks), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None and not re.search(
+                rb"\] [1-9][0-9]*/[0-9]+ cases", b"".join(err_chunks)):
+            time.sleep(0.05)
         os.killpg(lonely.procs[0].pid, signal.SIGKILL)
-        out_b, err_b = run.communicate(timeout=300)
+        out_b = run.communicate(timeout=300)[0]
+        reader.join(timeout=10)
+        err_b = b"".join(err_chunks)
     finally:
         if run is not None and run.poll() is None:
             run.kill()
