@@ -73,6 +73,13 @@ class SessionConfig:
         ... and for this many consecutive frames.
     max_frame_age_ms : float
         A frame older than this when decided is stale and holds the beam.
+    check_frame_age : bool
+        Judge each frame's age (reception to decision, on this machine's clock) against
+        ``max_frame_age_ms``. ``False`` only for offline analysis of a recording
+        (``maestro validate``): there the frames are handed over as fast as the analysing
+        machine reads them, so their age measures that machine's load (a cold worker
+        building the tracker on frame 0), not the scanner's timing, and must not change
+        the decisions; no command sets it. A frame out of order is stale either way.
     context_mm : float
         Context added around the target's bounding box to make the template (mm); see
         :data:`tracking.tracker.DEFAULT_CONTEXT_MM` for why the default is 20.
@@ -127,6 +134,7 @@ class SessionConfig:
     beam_on_delay_ms: float = 0.0
     beam_on_delay_frames: int = 0
     max_frame_age_ms: float = 250.0
+    check_frame_age: bool = True
     context_mm: float = DEFAULT_CONTEXT_MM
     search_mm: float = DEFAULT_SEARCH_MM
     target_box: tuple[int, int, int, int] | None = None
@@ -394,7 +402,8 @@ class GatingSession:
                 outside_pct=outside,
                 confidence=gate_confidence,
                 tracking_valid=valid,
-                frame_age_s=(time.perf_counter() - frame.t_recv_s) if in_order else math.inf,
+                frame_age_s=(time.perf_counter() - frame.t_recv_s if self.config.check_frame_age else 0.0)
+                if in_order else math.inf,
                 source_fault=fault,
                 consistent=consistent,
             )

@@ -249,7 +249,9 @@ def _track(path: Path, settings: ValidationSettings) -> _TrackingPass:
         search_mm=settings.search_mm, target_box=settings.target_box, predict_ms=predict,
         target_rtstruct=Path(settings.target_rtstruct) if settings.target_rtstruct is not None else None,
         roi=settings.roi,
-        uncertainty_mm=settings.uncertainty_mm, watchdog_periods=None,
+        # Offline: neither a pause nor the load of the analysing machine is the scanner's
+        # (the sweep below re-gates with every frame fresh, as these are).
+        uncertainty_mm=settings.uncertainty_mm, watchdog_periods=None, check_frame_age=False,
         # The sweep re-gates translated targets (one GatingGeometry per margin): the
         # rigid mode, whatever replay's default.
         deformable=False,

@@ -97,6 +97,36 @@ def test_offline_analysis_runs_without_a_watchdog(tmp_path) -> None:
     assert not [e for e in _events(tmp_path) if e["event"] == "watchdog"]
 
 
+class AgedSource(ListSource):
+    """Hands over each frame as if it had been received ``age_s`` ago: a machine that
+    took that long to get to it."""
+
+    def __init__(self, frames: list[Frame], label, age_s: float) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(frames, reference_label=label)
+        self.age_s = age_s
+
+    def __iter__(self) -> Iterator[Frame]:  # type: ignore[override]
+        for f in self._frames:
+            yield Frame(f.index, f.t_acq_s, time.perf_counter() - self.age_s, f.pixels, f.spacing_mm, f.label)
+
+
+@pytest.mark.parametrize("check_frame_age", [True, False])
+def test_offline_analysis_ignores_the_analysing_machines_delay(check_frame_age) -> None:
+    """check_frame_age=False (maestro validate only): a frame decided late by the
+    analysing machine is not stale; a frame out of order still is."""
+    frames = moving_blob_frames(6, amplitude_px=0.0)
+    frames.insert(3, frames[2])  # a duplicate
+    source = AgedSource(frames, centre_mask((96, 96)), age_s=1.0)  # 4x max_frame_age_ms
+    records = []
+    config = SessionConfig(watchdog_periods=None, check_frame_age=check_frame_age)
+    GatingSession(source, config, SimulatedBeam(), None, on_record=records.append).run()
+    if check_frame_age:
+        assert [(r.beam, r.reason) for r in records] == [("hold", "stale_frame")] * len(records)
+    else:
+        assert [r.beam for r in records] == ["on", "on", "on", "hold", "on", "on", "on"]
+        assert records[3].reason == "stale_frame"
+
+
 def test_watchdog_names_the_source_fault(tmp_path) -> None:
     frames = moving_blob_frames(6, amplitude_px=0.0)
     source = StallingSource(frames, n_before=3, stall_s=0.5, label=centre_mask((96, 96)), fault="disconnected")

@@ -200,7 +200,8 @@ def test_re_run_gate_reproduces_the_live_pass_and_gating_session(
     records = []
     source = ReplaySource(case)
     try:
-        session = GatingSession(source, SessionConfig(margin_mm=3.0, threshold_pct=10.0, predict_ms=predict_ms, deformable=False),
+        session = GatingSession(source, SessionConfig(margin_mm=3.0, threshold_pct=10.0, predict_ms=predict_ms, deformable=False,
+                                                          watchdog_periods=None, check_frame_age=False),
                                 SimulatedBeam(latency_ms, latency_ms), on_record=records.append)
         session.run()
     finally:

@@ -181,11 +181,10 @@ def _assert_same_results(local: Path, remote: Path) -> None:
         assert (local / name).read_bytes() == (remote / name).read_bytes(), name
     frames = sorted(p.name for p in (local / "cases").iterdir())
     assert frames == sorted(p.name for p in (remote / "cases").iterdir()) and frames
-    # beam_live is the session's own decision, made against the wall clock: a frame decided
-    # more than --max-frame-age-ms after its handover holds as stale. Frame 0, which builds
-    # the tracker, can take that long on a worker just started after a kill (seen once in CI,
-    # under coverage). It is a time, like latency_us; every swept decision is compared above.
-    timed = ("latency_us", "beam_live")
+    # beam_live is compared too: validate's session does not judge frames by the analysing
+    # machine's clock (a worker just started after a kill once took longer than
+    # --max-frame-age-ms to build its tracker on frame 0, under coverage in CI).
+    timed = ("latency_us",)
     for name in frames:
         assert _csv_without(local / "cases" / name, timed) == _csv_without(remote / "cases" / name, timed), name
     assert _html_without_times((local / "report.html").read_text(encoding="utf-8")) == \
