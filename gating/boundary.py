@@ -311,6 +311,7 @@ class GatingGeometry:
             raise ValueError(f"margin_mm: must be a number, got {margin_mm!r}") from exc
         if not (math.isfinite(margin) and margin >= 0.0):
             raise ValueError(f"margin_mm: must be finite and >= 0, got {margin_mm!r}")
+        strip: float | None = None
         if strip_mm is not None:
             strip = float(strip_mm)
             if not (math.isfinite(strip) and strip > 0.0):
@@ -346,7 +347,7 @@ class GatingGeometry:
             run_col, weights=self._run_hi_mm - self._run_lo_mm, minlength=n_cols
         ).astype(np.float64)
         self._area_mm2 = float(np.count_nonzero(crop)) * row_mm * col_mm
-        if strip_mm is None:
+        if strip is None:
             # The quadrature error relative to the target's area falls with its size, so
             # a fixed number of lines across the target gives every size the same accuracy
             # (about 0.01 percentage points) at a bounded cost per call.

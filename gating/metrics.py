@@ -74,6 +74,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -180,7 +181,8 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 
 def _directed_surface_distances_mm(a_surface: np.ndarray, b_surface: np.ndarray) -> np.ndarray:
     """Distance (mm, 1 mm pixels) from every surface pixel of ``a`` to ``b``'s surface."""
-    return ndimage.distance_transform_edt(~b_surface)[a_surface]
+    distance = cast(np.ndarray, ndimage.distance_transform_edt(~b_surface))  # the stubs allow None (out=...)
+    return distance[a_surface]
 
 
 def _crop_union(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -649,7 +651,7 @@ def motion_envelope(
     if sel.shape != (labels.shape[0],):
         raise ValueError(f"selected: must have one entry per frame ({labels.shape[0]}), got {sel.shape}")
     sr, sc = _check_spacing(spacing_mm)
-    union = labels[sel].any(axis=0) if sel.any() else np.zeros(labels.shape[1:], dtype=bool)
+    union = np.any(labels[sel], axis=0) if sel.any() else np.zeros(labels.shape[1:], dtype=bool)
     if not union.any():
         return Envelope(0.0, 0.0, 0.0, int(sel.sum())), union
     rows = np.flatnonzero(union.any(axis=1))

@@ -44,6 +44,7 @@ class BeamInterface(Protocol):
     @property
     def state(self) -> BeamState:
         """The beam's actual state now."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -310,7 +310,7 @@ class MRIdianSource:
         """Whether the loop has been told of a live connection (and no fault since)."""
         return self._connected
 
-    def __iter__(self) -> Iterator[Frame | None]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Frame | None]:
         return self._items()
 
     def close(self) -> None:

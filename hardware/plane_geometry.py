@@ -34,7 +34,7 @@ import numpy as np
 DIRECTION_TOLERANCE = 1e-3
 
 
-def _vector3(values: Sequence[float], what: str) -> np.ndarray:
+def _vector3(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     v = np.asarray([float(x) for x in values], dtype=np.float64)
     if v.shape != (3,) or not np.isfinite(v).all():
         raise ValueError(f"{what} must be three finite numbers, got {list(values)!r}")

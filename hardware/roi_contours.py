@@ -50,6 +50,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -314,7 +315,7 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2D, got shape {mask.shape}")
-    labels, n = ndimage.label(mask)
+    labels, n = cast(tuple[np.ndarray, int], ndimage.label(mask))  # the stubs allow an int (output=...)
     if n == 0:
         raise ValueError("mask is empty: no contour to draw")
     if n > 1:
@@ -323,7 +324,7 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
         log.debug("mask has %d components; outlining the largest (%d px)", n, int(sizes[keep - 1]))
     else:
         keep = 1
-    region = ndimage.binary_fill_holes(labels == keep)
+    region = cast(np.ndarray, ndimage.binary_fill_holes(labels == keep))  # the stubs allow None (output=...)
     padded = np.pad(region, 1)
     # Directed unit edges keep the region on their right (clockwise on screen, row down).
     # Corners are (row, col) of the padded grid's pixel edges.

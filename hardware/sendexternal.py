@@ -79,10 +79,11 @@ import logging
 import math
 import re
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypedDict
 
 import numpy as np
 
@@ -371,6 +372,28 @@ def encode_record(record: SendExternalRecord) -> bytes:
 
 
 # -- decoding ------------------------------------------------------------------------------
+class _Header(TypedDict):
+    """A record header, parsed and checked: the typed fields of a SendExternalRecord."""
+
+    rows: int
+    cols: int
+    spacing: tuple[float, float]
+    thickness: float | None
+    position: tuple[float, float, float] | None
+    location: float | None
+    description: str | None
+    row_direction: tuple[float, float, float] | None
+    col_direction: tuple[float, float, float] | None
+    time: float | None
+    metadata: dict[str, str]
+
+
+def _vector(number: Callable[[str], float], keys: Sequence[str]) -> tuple[float, float, float]:
+    """The three components named by ``keys``, read in order by ``number``."""
+    x, y, z = keys
+    return number(x), number(y), number(z)
+
+
 class SendExternalDecoder:
     """Streaming decoder: bytes in, records out, the same on a file and on a socket.
 
@@ -402,7 +425,7 @@ class SendExternalDecoder:
         self._buf = bytearray()
         self._failed: SendExternalError | None = None
         # The parsed header of the record being received, kept while its pixels arrive.
-        self._pending: dict[str, object] | None = None
+        self._pending: _Header | None = None
 
     @property
     def pending_bytes(self) -> int:
@@ -496,12 +519,12 @@ class SendExternalDecoder:
         fields = self._pending
         if fields is None:
             fields = self._parse_header(bytes(buf[PREFIX_BYTES:PREFIX_BYTES + header_size]), start + PREFIX_BYTES)
-            rows, cols = int(fields["rows"]), int(fields["cols"])  # type: ignore[call-overload]
+            rows, cols = fields["rows"], fields["cols"]
             if data_size != rows * cols * 2:
                 raise self._error(start + 4, "data_size", f"{data_size} bytes disagrees with {ROWS_KEY} x {COLS_KEY} "
                                   f"x 2 = {rows} x {cols} x 2 = {rows * cols * 2}")
             self._pending = fields
-        rows, cols = int(fields["rows"]), int(fields["cols"])  # type: ignore[call-overload]
+        rows, cols = fields["rows"], fields["cols"]
         if len(buf) < total:
             return None
         pixel_bytes = bytes(buf[PREFIX_BYTES + header_size:total])
@@ -525,7 +548,7 @@ class SendExternalDecoder:
             col_direction=fields["col_direction"],
         )
 
-    def _parse_header(self, raw: bytes, base: int) -> dict[str, object]:
+    def _parse_header(self, raw: bytes, base: int) -> _Header:
         text_bytes = raw.rstrip(b"\x00")
         # One regular-expression scan, not a Python loop per byte: this runs on the live
         # path, between a frame's last byte and its decision.
@@ -589,15 +612,15 @@ class SendExternalDecoder:
             missing = [k for k in POSITION_KEYS if k not in entries]
             raise self._error(base, missing[0], f"missing while {', '.join(present)} is present: a position needs "
                               "all three components")
-        position = tuple(number(k) for k in POSITION_KEYS) if present else None
-        directions = []
+        position = _vector(number, POSITION_KEYS) if present else None
+        directions: list[tuple[float, float, float] | None] = []
         for keys in (ROW_VECTOR_KEYS, COL_VECTOR_KEYS):
             have = [k for k in keys if k in entries]
             if have and len(have) != 3:
                 missing = [k for k in keys if k not in entries]
                 raise self._error(base, missing[0], f"missing while {', '.join(have)} is present: a direction needs "
                                   "all three components")
-            directions.append(tuple(number(k) for k in keys) if have else None)
+            directions.append(_vector(number, keys) if have else None)
         if (directions[0] is None) != (directions[1] is None):
             key = (ROW_VECTOR_KEYS if directions[0] is None else COL_VECTOR_KEYS)[0]
             raise self._error(base, key, "missing: DICOM.RowVec and DICOM.ColVec go together")

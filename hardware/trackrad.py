@@ -425,11 +425,11 @@ def write_case(
             raise ValueError(f"labels must be a {frames.shape} uint8 or bool array like frames, got {labels.dtype} {labels.shape}")
         labels = labels != 0
     if first_label is not None:
-        first_label = np.asarray(first_label)
-        if first_label.shape != frames.shape[1:] or first_label.dtype not in (np.uint8, np.bool_):
-            raise ValueError(f"first_label must be a {frames.shape[1:]} uint8 or bool array, got {first_label.dtype} {first_label.shape}")
-        first_label = first_label != 0
-        if labels is not None and not np.array_equal(first_label, labels[0]):
+        first = np.asarray(first_label)
+        if first.shape != frames.shape[1:] or first.dtype not in (np.uint8, np.bool_):
+            raise ValueError(f"first_label must be a {frames.shape[1:]} uint8 or bool array, got {first.dtype} {first.shape}")
+        first_label = first = first != 0
+        if labels is not None and not np.array_equal(first, labels[0]):
             raise ValueError("first_label must equal labels[0] when both are given")
     elif labels is not None:
         first_label = labels[0]

@@ -103,11 +103,11 @@ class TrackingAccuracy:
     flagged: np.ndarray
 
 
-def _trace_xyz(trace) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _trace_xyz(trace) -> np.ndarray:
     return np.stack((trace.si_mm, trace.ap_mm, trace.lr_mm), axis=1)
 
 
-def _registered_mm(registration, pixels: np.ndarray, row_px: float, col_px: float,  # type: ignore[no-untyped-def]
+def _registered_mm(registration, pixels: np.ndarray, row_px: float, col_px: float,
                    spacing_mm: tuple[float, float]) -> tuple[float, float, np.ndarray] | None:
     """The deformable mode's step, as the session takes it (``GatingSession._register``):
     the registration started at the rigid match (px), then the displacement of the
@@ -124,7 +124,7 @@ def _registered_mm(registration, pixels: np.ndarray, row_px: float, col_px: floa
 
 
 def evaluate_tracking(
-    trace,  # type: ignore[no-untyped-def]
+    trace,
     geometry: str,
     seconds: float | None = 60.0,
     seed: int = 1,
@@ -217,6 +217,8 @@ def evaluate_tracking(
             tracked[0] = 0.0
             continue
         r = tracker.track(pixels)
+        assert ref_fraction is not None  # set on frame 0
+        moved: np.ndarray | None = None  # the tracked target, when tracked
         flagged[f.index] = r.gate_confidence < confidence_floor
         if r.valid and registration is not None:
             registered = _registered_mm(registration, pixels, r.row_px, r.col_px, phantom.spacing_mm)
@@ -233,6 +235,7 @@ def evaluate_tracking(
             moved = ndimage.shift(ref_fraction, (r.row_px, r.col_px), order=1) >= 0.5
         if score_dice:
             if r.valid:
+                assert moved is not None
                 truth = f.label_fraction >= 0.5
                 dice.append(2.0 * np.count_nonzero(moved & truth) / (moved.sum() + truth.sum()))
             else:
@@ -284,7 +287,7 @@ class PredictionAccuracy:
 
 
 def evaluate_prediction(
-    trace, fps: float, horizon_ms: float = 250.0, warmup_s: float = 20.0  # type: ignore[no-untyped-def]
+    trace, fps: float, horizon_ms: float = 250.0, warmup_s: float = 20.0
 ) -> PredictionAccuracy:
     """Resample a trace at ``fps`` and score the predictors at ``horizon_ms``."""
     from maestro.phantom import trace_displacement_mm
@@ -335,7 +338,7 @@ class GatingAccuracy:
 
 def evaluate_gating(
     acc: TrackingAccuracy,
-    trace,  # type: ignore[no-untyped-def]
+    trace,
     reference_mask: np.ndarray,
     spacing_mm: tuple[float, float],
     fps: float,
@@ -375,7 +378,7 @@ def evaluate_gating(
         truly_in.append(true_in)
         if ok:
             pred = predictor.update(t[k], *pos)
-            on.append(geometry.outside_pct(*away_from_reference_mm(*pos, uncertainty_mm)) <= threshold_pct)
+            on.append(geometry.outside_pct(*away_from_reference_mm(pos[0], pos[1], uncertainty_mm)) <= threshold_pct)
             on_pred.append(geometry.outside_pct(*away_from_reference_mm(*pred, uncertainty_mm)) <= threshold_pct)
         else:
             on.append(False)
@@ -515,12 +518,14 @@ def evaluate_realistic(
                 deformed = DeformedOutside(ref, spacing, margin_mm)
             continue
         r = tracker.track(pixels)
+        assert ref is not None and ref_fraction is not None and geometry_ref is not None  # set on frame 0
         flag = r.gate_confidence < confidence_floor
         row_mm, col_mm, mask, mask_binary_ref, outside = r.row_mm, r.col_mm, None, None, 100.0
         if r.valid and not flag:
             if registration is not None:
                 registered = _registered_mm(registration, pixels, r.row_px, r.col_px, spacing)
                 if registered is not None:
+                    assert deformed is not None  # made with the registration, on frame 0
                     row_mm, col_mm, affine = registered
                     mask = propagate_mask(ref_fraction, affine)
                     mask_binary_ref = propagate_mask(ref, affine)
@@ -539,7 +544,7 @@ def evaluate_realistic(
         err = math.hypot(row_mm - phantom.trajectory_mm[k, 0], col_mm - phantom.trajectory_mm[k, 1]) if r.valid else math.inf
         errors.append(err)
         flagged.append(flag)
-        if mask is not None and not flag:
+        if mask is not None and mask_binary_ref is not None and not flag:
             truth_1mm = resample_mask_1mm(truth, spacing)
             m = trackrad_frame(resample_mask_1mm(mask, spacing), truth_1mm)
             if m is not None:
@@ -577,7 +582,7 @@ def evaluate_realistic(
         dice=float(np.mean(dice)) if dice else math.nan,
         hd95_mm=float(np.mean(hd95)) if hd95 else math.nan,
         msd_mm=float(np.mean(msd)) if msd else math.nan,
-        relative_d98=relative_d98(resample_mask_1mm(ref, spacing), np.asarray(shifts_mm)) if shifts_mm else math.nan,
+        relative_d98=relative_d98(resample_mask_1mm(ref, spacing), np.asarray(shifts_mm)) if shifts_mm and ref is not None else math.nan,
         dice_mask_ref=float(np.mean(dice_mask)) if dice_mask else math.nan,
         wrong_on_2_pct=100.0 * float(np.mean(true_a[on_a] > threshold_pct + 2.0)) if n_on else 0.0,
         wrong_on_5=int(np.count_nonzero(true_a[on_a] > threshold_pct + 5.0)),
@@ -669,7 +674,7 @@ def format_gating_table(rows: list[GatingAccuracy]) -> str:
 
 
 # -- the command ---------------------------------------------------------------------------
-def add_parser(subparsers) -> None:  # type: ignore[no-untyped-def]
+def add_parser(subparsers) -> None:
     """Register ``maestro accuracy``."""
     from maestro.cli_args import count, number
 
@@ -758,7 +763,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
             ref = TracePhantom(
                 trace.times_s, _trace_xyz(trace), geo, 1.0, args.seed + i, args.lesion_mm
             ).label_fraction(0) >= 0.5
-            spacing = (GEOMETRIES[geo].spacing_mm,) * 2
+            spacing = (GEOMETRIES[geo].spacing_mm, GEOMETRIES[geo].spacing_mm)
             gating_rows.append(
                 evaluate_gating(acc, trace, ref, spacing, GEOMETRIES[geo].fps, args.latency_ms,
                                 args.margin_mm, args.threshold_pct, excursions, args.uncertainty_mm)

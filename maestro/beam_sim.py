@@ -12,7 +12,7 @@ from hardware.beam_sim import BeamSimulator
 
 
 # -- command line -------------------------------------------------------------------------
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from maestro.cli_args import number, port
 
     p = subparsers.add_parser(

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maestro.cli_args import positive_count
+
 log = logging.getLogger(__name__)
 
 
@@ -581,6 +583,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          f"({sys.executable}) lacks: install them with pip install 'maestro-gating[bench]' "
                          "(or, in a checkout, pip install -e '.[dev]')")
     runs: list[dict[str, float | None]] = []
+    status = 0  # at least one run (--baseline-runs is a positive count)
     n_runs = args.baseline_runs if args.update_baseline else 1
     with tempfile.TemporaryDirectory(prefix="maestro-bench-") as tmp:
         for k in range(n_runs):
@@ -616,7 +619,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``maestro bench``."""
     p = subparsers.add_parser(
         "bench",
@@ -636,7 +639,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--update-baseline", action="store_true",
                    help="store the machine-independent figures as the new baseline, each the worst "
                         "of --baseline-runs runs (deliberate: commit the changed benchmarks/baseline.json)")
-    p.add_argument("--baseline-runs", type=int, default=3, metavar="N",
+    p.add_argument("--baseline-runs", type=positive_count, default=3, metavar="N",
                    help="runs of the suite whose worst figures --update-baseline stores (default 3)")
     p.add_argument("--baseline", type=Path, default=BASELINE_PATH, help=argparse.SUPPRESS)
     p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",

@@ -28,7 +28,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 try:
     #: The bundled phantom session replayed when ``maestro replay`` gets no SOURCE:
     #: ``replay_data/`` of the checkout, installed as ``maestro_replay_data``.
-    from maestro_replay_data import BUNDLED_SESSION
+    from maestro_replay_data import BUNDLED_SESSION  # pyright: ignore[reportMissingImports]  # replay_data/, installed
 except ImportError:  # a checkout on sys.path without the project installed
     BUNDLED_SESSION = PROJECT_ROOT / "replay_data" / "mridian-8fps-seed1"
 
@@ -219,12 +219,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(format_summary(source.description, summary, recorder))
     if agreement is not None:
         print(agreement.summary_text())
-    if tracked_labels is not None and session.tracker is not None and len(tracked_labels):
+    if tracked_labels is not None and args.labels_out is not None and session.tracker is not None and len(tracked_labels):
         _write_tracked_labels(args.labels_out, path, tracked_labels, session)
     return 0
 
 
-def _write_tracked_labels(out: Path, source_path: Path, tracked_labels, session) -> None:  # type: ignore[no-untyped-def]
+def _write_tracked_labels(out: Path, source_path: Path, tracked_labels, session) -> None:
     """``--labels-out``: the tracked masks in the TrackRAD layout, named after the source."""
     import re
 
@@ -267,7 +267,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-def _motion_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _motion_session(args: argparse.Namespace):
     """The phantom session moved by a real series' motion (``--motion-from``)."""
     from maestro.motion_phantom import MotionPhantom, generate_motion_session, lesion_for, liver_polygon_for, series_field
 
@@ -286,7 +286,7 @@ def _motion_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return generate_motion_session(phantom)
 
 
-def _trace_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _trace_session(args: argparse.Namespace):
     """The phantom session driven by ``--trace`` (a KIM trajectory file)."""
     import numpy as np
 
@@ -316,7 +316,7 @@ def session_config(args: argparse.Namespace) -> Any:
     return SessionConfig(**values)
 
 
-def open_recorder(out: Path):  # type: ignore[no-untyped-def]
+def open_recorder(out: Path):
     """Open the session recording, refusing an output folder that cannot be written."""
     from maestro.recording import SessionRecorder
 
@@ -326,7 +326,7 @@ def open_recorder(out: Path):  # type: ignore[no-untyped-def]
         raise InputError(out, "--out", f"cannot write the recording there ({exc.strerror or exc})") from None
 
 
-def start_recording(recorder, meta: dict) -> None:  # type: ignore[no-untyped-def]
+def start_recording(recorder, meta: dict) -> None:
     """Write the starting ``session.json``; an output that refuses it is bad input."""
     try:
         recorder.start(meta)

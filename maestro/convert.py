@@ -71,7 +71,8 @@ def read_recording(path: Path, *, fps: float | None = None, spacing_mm: tuple[fl
         frames = [f for f, _ in zip(source, range(source.n_frames if max_frames is None else max_frames))]
         if not frames:
             raise InputError(path, "--max-frames", "must be at least 1")
-        labels = np.stack([f.label for f in frames]) if source.has_labels else None
+        # has_labels: every frame carries its label.
+        labels = np.stack([f.label for f in frames]) if source.has_labels else None  # pyright: ignore[reportCallIssue, reportArgumentType]
         return Recording(
             frames=np.stack([f.pixels for f in frames]),
             times_s=np.array(source.times_s[: len(frames)], dtype=np.float64),
@@ -137,7 +138,7 @@ def write_recording(rec: Recording, source: Path, out: Path, fmt: str) -> str:
             + (", labels" if rec.labels is not None and fmt == "trackrad" else ""))
 
 
-def labels_to_contours(labels: np.ndarray) -> list:  # type: ignore[type-arg]
+def labels_to_contours(labels: np.ndarray) -> list:
     """One contour per frame with a non-empty label (frame index as ``cine_id``)."""
     from hardware.roi_contours import mask_to_contour
 
@@ -228,7 +229,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from maestro.cli_args import number, positive_count, spacing
 
     p = subparsers.add_parser(

@@ -591,7 +591,7 @@ class ReplayControl:
     def fault(self) -> str | None:
         return self._source.fault
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[Frame | None]:
         t0_acq_s: float | None = None
         for frame in self._source:
             if frame is None:  # a heartbeat: nothing to pace

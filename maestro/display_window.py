@@ -176,7 +176,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
 
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.image_widget = pg.GraphicsLayoutWidget()
-        self.image_plot = self.image_widget.addPlot()
+        self.image_plot = self.image_widget.addPlot()  # pyright: ignore[reportAttributeAccessIssue]  # pyqtgraph delegates it
         self.image_plot.setAspectLocked(True)  # 1 mm = 1 mm: the physical aspect ratio
         self.image_plot.invertY(True)  # row 0 at the top
         self.image_plot.setLabel("bottom", "column (AP)", units="mm")
@@ -204,7 +204,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             ("latency", "latency µs"),
         ]
         for i, (key, label) in enumerate(names):
-            plot = self.trace_widget.addPlot(row=i, col=0)
+            plot = self.trace_widget.addPlot(row=i, col=0)  # pyright: ignore[reportAttributeAccessIssue]  # pyqtgraph delegates it
             plot.setLabel("left", label)
             plot.setMenuEnabled(False)
             plot.setMouseEnabled(x=False, y=True)
@@ -216,11 +216,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
                 plot.getAxis("bottom").setStyle(showValues=False)
             self.plots[key] = plot
         self.plots["latency"].setLabel("bottom", "acquisition time", units="s")
-        self.plots["outside"].setYRange(0.0, 100.0, padding=0.05)
-        self.plots["confidence"].setYRange(0.0, 1.0, padding=0.05)
-        self.plots["beam"].setYRange(0.0, 1.0, padding=0.0)
+        self.plots["outside"].setYRange(0.0, 100.0, padding=0.05)  # pyright: ignore[reportAttributeAccessIssue]  # pyqtgraph delegates it
+        self.plots["confidence"].setYRange(0.0, 1.0, padding=0.05)  # pyright: ignore[reportAttributeAccessIssue]  # pyqtgraph delegates it
+        self.plots["beam"].setYRange(0.0, 1.0, padding=0.0)  # pyright: ignore[reportAttributeAccessIssue]  # pyqtgraph delegates it
         self.plots["beam"].getAxis("left").setStyle(showValues=False)
-        self.trace_widget.ci.layout.setRowStretchFactor(3, 0)
+        self.trace_widget.ci.layout.setRowStretchFactor(3, 0)  # pyright: ignore[reportAttributeAccessIssue]  # pyqtgraph delegates it
         self.plots["beam"].setMaximumHeight(60)
         pen = pg.mkPen((230, 230, 230), width=1.5)
         truth_pen = pg.mkPen((150, 150, 150), width=1, style=QtCore.Qt.PenStyle.DotLine)
@@ -415,7 +415,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.curves["beam_on"].setData(t, on)
         self.curves["beam_hold"].setData(t, 1.0 - on)
         t_end = float(t[-1])
-        self.plots["si"].setXRange(t_end - self.window_s, t_end, padding=0.0)
+        self.plots["si"].setXRange(t_end - self.window_s, t_end, padding=0.0)  # pyright: ignore[reportAttributeAccessIssue]  # pyqtgraph delegates it
 
     def _draw_status(self) -> None:
         record = self._current
@@ -469,7 +469,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         image = self.grab().toImage()
         mapping = self.image_map()
         image.setText(SCREENSHOT_MAP_KEY, ",".join(f"{v:.4f}" for v in mapping))
-        if not image.save(str(path), "PNG"):
+        if not image.save(str(path), "PNG"):  # pyright: ignore[reportCallIssue, reportArgumentType]  # PySide6's stubs: format is a C string
             raise OSError(f"{path}: could not write the screenshot PNG")
         return mapping
 

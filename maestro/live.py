@@ -46,7 +46,7 @@ def parse_endpoint(text: str, option: str) -> tuple[str, int]:
     return host, port
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from maestro.cli_args import add_session_options, add_target_options, count, number, positive_count
 
     p = subparsers.add_parser(
@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         ),
     )
 
-    def endpoint(option: str):  # type: ignore[no-untyped-def]
+    def endpoint(option: str):
         return lambda text: parse_endpoint(text, option)
 
     p.add_argument("--scanner", type=endpoint("--scanner"), required=True, metavar="HOST:PORT",

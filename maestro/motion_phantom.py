@@ -102,12 +102,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
 from maestro.phantom import GEOMETRIES, Geometry, TraceFrame
+
+if TYPE_CHECKING:
+    from hardware.dicom_series import DicomSeries
 
 __all__ = [
     "FIELD_SIGMA_MM",
@@ -170,7 +174,7 @@ def jacobian_determinant(displacement_px: np.ndarray) -> np.ndarray:
     u = np.asarray(displacement_px, dtype=np.float64)
     dr_dr, dr_dc = np.gradient(u[..., 0], axis=(-2, -1))
     dc_dr, dc_dc = np.gradient(u[..., 1], axis=(-2, -1))
-    return (1.0 + dr_dr) * (1.0 + dc_dc) - dr_dc * dc_dr
+    return np.asarray((1.0 + dr_dr) * (1.0 + dc_dc) - dr_dc * dc_dr)
 
 
 @dataclass(frozen=True, eq=False)
@@ -280,7 +284,7 @@ def _body_mask(frame0: np.ndarray, threshold_factor: float = 1.0) -> np.ndarray:
     thr, _ = cv2.threshold(as8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     body = as8 > thr * threshold_factor
     body = ndimage.binary_opening(body, iterations=2)
-    return ndimage.binary_fill_holes(body)
+    return cast(np.ndarray, ndimage.binary_fill_holes(body))  # the stubs allow None (output=...)
 
 
 def _warp(image: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -331,7 +335,7 @@ def estimate_motion_field(
         raise ValueError(f"sigma_mm: must be finite and > 0, got {sigma_mm!r}")
     spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
     sigma_px = (sigma_mm / spacing[0], sigma_mm / spacing[1])
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # pyright: ignore[reportAttributeAccessIssue]  # not in cv2's stubs
     dis.setFinestScale(0)  # full resolution: 1.8 mm pixels are already coarse
     previous_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # bit-identical results whatever the machine's core count
@@ -346,7 +350,7 @@ def estimate_motion_field(
         cv2.setNumThreads(previous_threads)
     body = _body_mask(f[0])
     unwarped = np.array([np.abs(fk - f[0])[body].mean() for fk in f])
-    residual = np.array([np.abs(fk - _warp(f[0], uk))[body].mean() for fk, uk in zip(f, u)])
+    residual = np.array([np.abs(fk - _warp(f[0], uk))[body].mean() for fk, uk in zip(f, u)])  # pyright: ignore[reportArgumentType]  # uk: (H, W, 2)
     return MotionField(u, np.asarray(times_s, dtype=np.float64), spacing, float(sigma_mm),
                        "DIS optical flow (medium, finest scale 0), Gaussian-smoothed", unwarped, residual, body)
 
@@ -878,10 +882,10 @@ class MotionPhantom:
 # The liver series and its cached field
 # --------------------------------------------------------------------------------------
 
-_FIELD_CACHE: dict[str, tuple[object, MotionField]] = {}
+_FIELD_CACHE: dict[str, tuple[DicomSeries, MotionField]] = {}
 
 
-def series_field(series_folder: str | Path):  # type: ignore[no-untyped-def]
+def series_field(series_folder: str | Path) -> tuple[DicomSeries, MotionField]:
     """The DICOM series in ``series_folder`` and its motion field, computed once per process.
 
     Returns

@@ -73,6 +73,7 @@ import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -376,8 +377,8 @@ def _draw_breathing(rng: np.random.Generator, seconds: float) -> BreathingParame
         ap_lag_cycles=ap_lag_cycles,
         cycle_periods_s=tuple(periods),
         cycle_amplitudes_mm=tuple(amplitudes),
-        drift_amplitudes_mm=drift_amplitudes,  # type: ignore[arg-type]
-        drift_periods_s=drift_periods,  # type: ignore[arg-type]
+        drift_amplitudes_mm=drift_amplitudes,
+        drift_periods_s=drift_periods,
         drift_phases_rad=drift_phases,  # type: ignore[arg-type]
     )
 
@@ -718,8 +719,9 @@ def _place_lesion(
     # Candidate centres on a coarse subsample of the fine grid.
     step = int(round(_COARSE_MM / _PITCH_MM))
     axis = (_GRID_ORIGIN_MM + _PITCH_MM * np.arange(_GRID_N))[::step]
-    liver_depth = ndimage.distance_transform_edt(liver_sd < 0.0)[::step, ::step] * _PITCH_MM
-    vessel_clear = ndimage.distance_transform_edt(liver_vessels < 0.5)[::step, ::step]
+    # (cast: the stubs allow None, for out=...)
+    liver_depth = cast(np.ndarray, ndimage.distance_transform_edt(liver_sd < 0.0))[::step, ::step] * _PITCH_MM
+    vessel_clear = cast(np.ndarray, ndimage.distance_transform_edt(liver_vessels < 0.5))[::step, ::step]
     vessel_clear = vessel_clear * _PITCH_MM - a
     rigid = _weight(body, axis[:, None], axis[None, :]) >= 1.0 - 1e-12
     spacing = _PITCH_MM * step
@@ -1299,7 +1301,7 @@ EXCURSION_AT = (0.3, 0.65)
 EXCURSION_S = 1.5
 
 
-def excursions_for(trace, seconds: float, size_mm: float, duration_s: float = EXCURSION_S) -> tuple[tuple[float, float, float, float], ...]:  # type: ignore[no-untyped-def]
+def excursions_for(trace, seconds: float, size_mm: float, duration_s: float = EXCURSION_S) -> tuple[tuple[float, float, float, float], ...]:
     """Two sudden SI shifts of ``size_mm`` (a cough-like excursion), at 30 % and 65 % of a
     ``seconds``-long session, each held ``duration_s`` then back; each goes from where
     the trace is towards the middle of its SI range, so the lesion stays in the anatomy.

@@ -37,7 +37,7 @@ def _on_periods(times: np.ndarray, on: np.ndarray, t_end: float) -> list[tuple[f
     return [(s, min(e, t_end)) for s, e in zip(starts, ends) if s < t_end]
 
 
-def _shade(ax, periods: list[tuple[float, float]]) -> None:  # type: ignore[no-untyped-def]
+def _shade(ax, periods: list[tuple[float, float]]) -> None:
     for i, (a, b) in enumerate(periods):
         ax.axvspan(a, b, color=_ON_COLOUR, alpha=0.15, lw=0, label="beam on" if i == 0 else None)
 
@@ -115,7 +115,7 @@ def latency_histogram(res: CaseResult) -> str:
     if lat.size:
         # Log-spaced bins: the bulk sits at tens of µs, a rare scheduling stall at ms.
         lo, hi = max(float(lat.min()), 1.0), max(float(lat.max()), 2.0)
-        ax.hist(lat, bins=np.geomspace(lo, hi * 1.001, 40), color="#9467bd")
+        ax.hist(lat, bins=np.geomspace(lo, hi * 1.001, 40), color="#9467bd")  # pyright: ignore[reportArgumentType]  # an array is a sequence of edges
         ax.set_xscale("log")
         ax.axvline(float(np.percentile(lat, 50)), color="k", ls=":", lw=1, label="p50")
         ax.axvline(float(np.percentile(lat, 99)), color="k", ls="--", lw=1, label="p99")
@@ -133,6 +133,7 @@ def sweep_plot(sweep: list[dict[str, float]], title: str) -> str:
     ax = fig.subplots()
     groups = sorted({(s["latency_ms"], s.get("predict_ms", 0.0)) for s in sweep})
     markers = "osD^v<>ph"
+    sc = None  # the last group's scatter, for the colour bar
     for i, (lat, pr) in enumerate(groups):
         rows = [s for s in sweep if (s["latency_ms"], s.get("predict_ms", 0.0)) == (lat, pr)]
         label = f"latency {lat:g} ms" + (f", predict {pr:g} ms" if pr > 0 else "")
@@ -146,7 +147,7 @@ def sweep_plot(sweep: list[dict[str, float]], title: str) -> str:
                 ax.scatter([xi], [yi], s=220, facecolors="none", edgecolors="#d62728", linewidths=1.8)
                 ax.annotate(f"{s['margin_mm']:g} mm/{s['threshold_pct']:g} %", (xi, yi), fontsize=7,
                             xytext=(6, -10), textcoords="offset points", color="#d62728")
-    if sweep:
+    if sc is not None:  # the sweep is not empty
         fig.colorbar(sc, ax=ax, label="margin (mm)")
     ax.set_xlabel("false beam-on (% of beam-on time, true target outside)")
     ax.set_ylabel("duty cycle (% beam on)")

@@ -12,7 +12,7 @@ from hardware.scanner_sim import ScannerSimulator, load_recording, parse_fault
 
 
 # -- command line -------------------------------------------------------------------------
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from maestro.cli_args import number, port, positive_count, spacing
 
     p = subparsers.add_parser(

@@ -371,6 +371,7 @@ class GatingSession:
             consistent = not result.inconsistent
             peak, sharpness = result.peak_zncc, result.sharpness
             self.last_affine = None
+            note = ""  # the registration's reason, when it ran and failed
             if self.registration is not None and valid and result.vouched:
                 row_mm, col_mm, consistent, note = self._register(frame, result)
             if valid and self.predictor is not None:
@@ -594,7 +595,7 @@ class GatingSession:
         where = self.recorder.out_dir if self.recorder else ""
         raise RecordingFault(f"{where}: recording: {exc.strerror or exc}: beam held, session stopped") from exc
 
-    def _record(self, frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness) -> FrameRecord:  # type: ignore[no-untyped-def]
+    def _record(self, frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness) -> FrameRecord:
         true_row = true_col = true_out = err = math.nan
         if frame.label is not None and self._ref_label_centroid_px is not None:
             c = mask_centroid_px(frame.label)

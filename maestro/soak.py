@@ -125,7 +125,7 @@ def run_soak(frames_u16: np.ndarray, spacing_mm: tuple[float, float], fps: float
     rss = {"settled": 0}
     t_first = [0.0]
 
-    def keep(record) -> None:  # type: ignore[no-untyped-def]
+    def keep(record) -> None:
         i = record.frame
         if i == 0:
             t_first[0] = time.perf_counter()
@@ -177,7 +177,7 @@ def run_soak(frames_u16: np.ndarray, spacing_mm: tuple[float, float], fps: float
     )
 
 
-def _make_session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _make_session(args: argparse.Namespace):
     from maestro.phantom import generate_session, generate_trace_session
 
     seconds = args.minutes * 60.0
@@ -219,7 +219,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     return 0 if all(enforced.values()) else 1
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     from maestro.cli_args import count, number
 
     p = sub.add_parser(

@@ -10,11 +10,15 @@ TrackRAD2025 layout for the challenge's evaluation code.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from maestro.recording import FrameRecord
+
+if TYPE_CHECKING:
+    from maestro.session import GatingSession
 
 __all__ = ["TrackedLabels", "moved_mask"]
 
@@ -46,7 +50,7 @@ class TrackedLabels:
         self._rows: list[tuple[int, float, float]] = []
         self._affines: list[np.ndarray | None] = []
         self.deformable = deformable
-        self.session = None
+        self.session: GatingSession | None = None
 
     def add(self, record: FrameRecord) -> None:
         """Keep one record's displacement (called once per frame, after the beam command)."""

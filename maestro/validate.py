@@ -681,7 +681,7 @@ def write_outputs(report_dir: Path, results: Sequence[CaseResult], settings: Val
 
 
 # -- the command -----------------------------------------------------------------------------
-def _float_list(low: float = 0.0, high: float | None = None):  # type: ignore[no-untyped-def]
+def _float_list(low: float = 0.0, high: float | None = None):
     def parse(text: str) -> tuple[float, ...]:
         values = []
         for part in text.split(","):
@@ -698,7 +698,7 @@ def _float_list(low: float = 0.0, high: float | None = None):  # type: ignore[no
     return parse
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``maestro validate``."""
     from maestro.cli_args import box, count, number, positive_count, spacing
 

@@ -637,7 +637,7 @@ class AffineRegistration:
 
     @property
     def region_shape(self) -> tuple[int, int]:
-        return self._wts.shape  # type: ignore[return-value]
+        return self._wts.shape
 
     @property
     def reference_centroid_px(self) -> tuple[float, float]:

@@ -26,6 +26,7 @@ processing", IEEE TASSP 29(6), 1981.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numba
 import numpy as np
@@ -199,7 +200,7 @@ class RefineTemplate:
     __slots__ = ("tables", "params", "tmpl_zm", "grad_r", "grad_c", "weight", "hess_inv", "grad_sums",
                  "tmpl_ssd", "weight_sum", "row0", "col0", "rowpass", "taps", "wr", "wc", "result", "max_move_px")
 
-    def __init__(self, tmpl_zm, grad_r, grad_c, hess_inv, tmpl_ssd, row0, col0, max_move_px=REFINE_MAX_MOVE_PX, weight=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmpl_zm, grad_r, grad_c, hess_inv, tmpl_ssd, row0, col0, max_move_px=REFINE_MAX_MOVE_PX, weight=None) -> None:
         # tmpl_zm, grad_r, grad_c: premultiplied by ``weight`` (all ones when None).
         w_arr = np.ones(tmpl_zm.shape) if weight is None else np.asarray(weight, dtype=np.float64)
         self.tables = np.ascontiguousarray(np.stack([tmpl_zm, grad_r, grad_c, w_arr]), dtype=np.float64)
@@ -294,7 +295,7 @@ def prepare_refinement(
         crop = ref[a0:a1, b0:b1]
         if not np.isfinite(crop).all():
             return None
-    g_r, g_c = np.gradient(crop)
+    g_r, g_c = cast(list[np.ndarray], np.gradient(crop))  # two axes: two arrays
     sl = (slice(r0 - a0, r0 - a0 + h), slice(c0 - b0, c0 - b0 + w))
     grad_r = np.ascontiguousarray(g_r[sl])
     grad_c = np.ascontiguousarray(g_c[sl])

@@ -546,7 +546,7 @@ class TemplateTracker:
         self._wide_cols_px = wide_c
         self.trust_floor = float(trust_floor)
         self.reacquire_floor = float(reacquire_floor)
-        self._lost = False
+        self._lost: bool = False
         self._spacing_row_mm, self._spacing_col_mm = spacing
         self._scores = np.zeros((max_rows, max_cols), dtype=np.float64)
         self._win, self._integ, self._integ2 = window_buffers(max_rows, max_cols, (h, w))
@@ -704,10 +704,11 @@ class TemplateTracker:
         if not (
             type(image) is np.ndarray and image.dtype == self.dtype and image.flags.c_contiguous
         ):
-            image, reason = self._coerce(image)
-            if image is None:
+            coerced, reason = self._coerce(image)
+            if coerced is None:
                 self._lost = True
                 return TrackResult.invalid(reason)
+            image = coerced
         if image.shape != self._shape:
             self._lost = True
             return TrackResult.invalid(

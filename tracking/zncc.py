@@ -53,6 +53,10 @@ References
 J. P. Lewis, "Fast normalized cross-correlation", Vision Interface 1995.
 """
 
+# The search kernel binds its peak once on the coarse path and once on the exhaustive
+# path, chosen by a flag the checker cannot follow (every path that reads them bound them).
+# pyright: reportPossiblyUnboundVariable=false
+
 from __future__ import annotations
 
 import math
@@ -106,7 +110,7 @@ def _vector_step_floats(cpu_features: str | None = None) -> int:
         ``NUMBA_CPU_FEATURES`` when set, else the host CPU's.
     """
     if cpu_features is None:
-        cpu_features = numba.config.CPU_FEATURES
+        cpu_features = numba.config.CPU_FEATURES  # pyright: ignore[reportAttributeAccessIssue, reportPrivateImportUsage]  # set at run time
     if cpu_features is None:
         has_avx512 = bool(llvm_binding.get_host_cpu_features().get("avx512f", False))
     else:
@@ -1037,7 +1041,7 @@ def _search_kernel(
         n_scored = n_rows * n_cols
         row, col, peak, sharpness, at_edge = _peak_kernel(scores, n_rows, n_cols)
     result[_R_N_SCORED] = n_scored
-    if n_flat == n_scored:
+    if n_flat == n_scored:  # pyright: ignore[reportOperatorIssue]  # both bound on every path, as above
         return _SEARCH_NO_CONTRAST
     if not (math.isfinite(peak) and math.isfinite(row) and math.isfinite(col)):
         return _SEARCH_NO_FINITE_SCORE
