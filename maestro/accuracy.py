@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gating.uncertainty import DEFAULT_UNCERTAINTY_MM, away_from_reference_mm
+from gating.uncertainty import away_from_reference_mm
+from maestro import defaults
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +130,10 @@ def evaluate_tracking(
     seconds: float | None = 60.0,
     seed: int = 1,
     lesion_diameter_mm: float | None = None,
-    confidence_floor: float = 0.5,
+    confidence_floor: float = defaults.CONFIDENCE_FLOOR,
     loop: bool = False,
-    context_mm: float = 20.0,
-    search_mm: float = 15.0,
+    context_mm: float = defaults.CONTEXT_MM,
+    search_mm: float = defaults.SEARCH_MM,
     max_references: int = 1,
     strain_per_mm: float | None = None,
     reacquire_mm: float | None = None,
@@ -343,10 +344,10 @@ def evaluate_gating(
     spacing_mm: tuple[float, float],
     fps: float,
     latency_ms: float = 250.0,
-    margin_mm: float = 3.0,
-    threshold_pct: float = 10.0,
+    margin_mm: float = defaults.MARGIN_MM,
+    threshold_pct: float = defaults.THRESHOLD_PCT,
     excursions: object = (),
-    uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM,
+    uncertainty_mm: float = defaults.UNCERTAINTY_MM,
 ) -> GatingAccuracy:
     """Replay the gate's decisions on tracked positions with the beam one latency late.
 
@@ -476,10 +477,10 @@ def evaluate_realistic(
     seed: int = 1,
     deformable: bool = False,
     series_folder: Path | None = None,
-    confidence_floor: float = 0.5,
-    margin_mm: float = 3.0,
-    threshold_pct: float = 10.0,
-    uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM,
+    confidence_floor: float = defaults.CONFIDENCE_FLOOR,
+    margin_mm: float = defaults.MARGIN_MM,
+    threshold_pct: float = defaults.THRESHOLD_PCT,
+    uncertainty_mm: float = defaults.UNCERTAINTY_MM,
 ) -> RealisticAccuracy:
     """Track one realistic case with replay's defaults and score it against its truth.
 
@@ -698,20 +699,21 @@ def add_parser(subparsers) -> None:
                     help="lesion diameter (mm; default drawn from each seed)")
     ap.add_argument("--latency-ms", type=number(0.0, low_inclusive=False, high=2000.0), default=250.0,
                     help="system latency = prediction horizon (ms, default 250)")
-    ap.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=0.5)
-    ap.add_argument("--context-mm", type=number(0.0), default=20.0,
-                    help="tracker template context (mm, default 20, as replay)")
-    ap.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=15.0,
-                    help="tracker search half-width (mm, default 15)")
+    ap.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=defaults.CONFIDENCE_FLOOR)
+    ap.add_argument("--context-mm", type=number(0.0), default=defaults.CONTEXT_MM,
+                    help=f"tracker template context (mm, default {defaults.CONTEXT_MM:g}, as replay)")
+    ap.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=defaults.SEARCH_MM,
+                    help=f"tracker search half-width (mm, default {defaults.SEARCH_MM:g})")
     ap.add_argument("--references", type=count, default=1,
                     help="reference templates from different breathing phases (default 1 = the fixed reference)")
-    ap.add_argument("--margin-mm", type=number(0.0), default=3.0)
-    ap.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
-                    help="the gate's position-uncertainty allowance (mm, default 1, as maestro replay)")
+    ap.add_argument("--margin-mm", type=number(0.0), default=defaults.MARGIN_MM)
+    ap.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=defaults.UNCERTAINTY_MM,
+                    help=f"the gate's position-uncertainty allowance (mm, default {defaults.UNCERTAINTY_MM:g}, "
+                         "as maestro replay)")
     ap.add_argument("--excursion-mm", type=number(0.0, high=60.0), default=0.0,
                     help="stress test: add two sudden SI shifts of this size (held 1.5 s, then back) "
                          "to every session, to see the tracker lose the target, flag it and find it again")
-    ap.add_argument("--threshold-pct", type=number(0.0, high=100.0), default=10.0)
+    ap.add_argument("--threshold-pct", type=number(0.0, high=100.0), default=defaults.THRESHOLD_PCT)
     ap.add_argument("--slide-pct", type=number(-50.0, high=50.0), default=0.0,
                     help="the lesion moves this much more (%%) than the anatomy around it (sliding; default 0 = rigid)")
     ap.add_argument("--rigid", action="store_true",

@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from gating.uncertainty import DEFAULT_UNCERTAINTY_MM
 from hardware import InputError
+from maestro import defaults
 
 __all__ = [
     "add_session_options", "add_target_options", "box", "count", "number", "point", "port", "positive_count", "spacing",
@@ -119,30 +119,33 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     """The session's option groups: gating, tracking (with --deformable / --rigid) and the
     simulated beam."""
     g = parser.add_argument_group("gating")
-    g.add_argument("--margin-mm", type=number(0.0), default=3.0, help="boundary = target + margin (mm, default 3)")
-    g.add_argument("--threshold-pct", type=number(0.0, high=100.0), default=10.0,
-                   help="hold while more than this %% of the target is outside the boundary (default 10)")
-    g.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=0.5,
-                   help="hold while tracking confidence is below this (0-1, default 0.5)")
+    g.add_argument("--margin-mm", type=number(0.0), default=defaults.MARGIN_MM,
+                   help=f"boundary = target + margin (mm, default {defaults.MARGIN_MM:g})")
+    g.add_argument("--threshold-pct", type=number(0.0, high=100.0), default=defaults.THRESHOLD_PCT,
+                   help="hold while more than this %% of the target is outside the boundary "
+                        f"(default {defaults.THRESHOLD_PCT:g})")
+    g.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=defaults.CONFIDENCE_FLOOR,
+                   help=f"hold while tracking confidence is below this (0-1, default {defaults.CONFIDENCE_FLOOR:g})")
     g.add_argument("--beam-on-delay-ms", type=number(0.0), default=0.0,
                    help="conditions must hold this long before the beam is released (ms, default 0)")
     g.add_argument("--beam-on-delay-frames", type=count, default=0,
                    help="... and for this many consecutive frames (default 0)")
-    g.add_argument("--max-frame-age-ms", type=number(0.0, low_inclusive=False), default=250.0,
-                   help="a frame older than this when decided holds the beam as stale (ms, default 250)")
+    g.add_argument("--max-frame-age-ms", type=number(0.0, low_inclusive=False), default=defaults.MAX_FRAME_AGE_MS,
+                   help="a frame older than this when decided holds the beam as stale "
+                        f"(ms, default {defaults.MAX_FRAME_AGE_MS:g})")
     g.add_argument("--predict-ms", type=number(0.0, high=2000.0), default=0.0,
                    help="decide on the target position predicted this far ahead, e.g. the system latency "
                         "(ms, 0-2000; default 0 = no prediction)")
-    g.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
+    g.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=defaults.UNCERTAINTY_MM,
                    help="position-uncertainty allowance: judge the target as if this much further from its "
-                        "reference position, along its displacement (mm, default 1: the tracker's p95 error "
-                        "budget; 0 = judge it where tracked)")
+                        f"reference position, along its displacement (mm, default {defaults.UNCERTAINTY_MM:g}: "
+                        "the tracker's p95 error budget; 0 = judge it where tracked)")
     t = parser.add_argument_group("tracking")
-    t.add_argument("--context-mm", type=number(0.0), default=20.0,
-                   help="context around the target's bounding box in the template (mm, default 20)")
-    t.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=15.0,
-                   help="half-width of the search window around the last confident position (mm, default 15; "
-                        "twice that while re-acquiring a lost target)")
+    t.add_argument("--context-mm", type=number(0.0), default=defaults.CONTEXT_MM,
+                   help=f"context around the target's bounding box in the template (mm, default {defaults.CONTEXT_MM:g})")
+    t.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=defaults.SEARCH_MM,
+                   help="half-width of the search window around the last confident position "
+                        f"(mm, default {defaults.SEARCH_MM:g}; twice that while re-acquiring a lost target)")
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--deformable", dest="deformable", action="store_true", default=True,
                       help="deformable mode (the default), for targets that change shape: propagate the reference "

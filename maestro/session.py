@@ -30,16 +30,17 @@ import numpy as np
 from gating.boundary import GatingGeometry
 from gating.centroid import mask_centroid_px
 from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig
-from gating.uncertainty import DEFAULT_UNCERTAINTY_MM, away_from_reference_mm
+from gating.uncertainty import away_from_reference_mm
 from gating.warmup import warm_up as warm_up_gating
 from hardware import BeamInterface, Frame, FrameSource, InputError
+from maestro import defaults
 from maestro.recording import FrameRecord, SessionRecorder
 from maestro.stats import StreamingHistogram
 from maestro.target import reference_target, structure_target
 from maestro.watchdog import Watchdog
 from tracking.deformable import propagated_centroid_px
 from tracking.predict import RidgeARPredictor
-from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM, DEFAULT_TARGET_CONTEXT_MM, TemplateTracker, TrackResult
+from tracking.tracker import DEFAULT_TARGET_CONTEXT_MM, TemplateTracker, TrackResult
 from tracking.warmup import warm_up as warm_up_tracking
 
 log = logging.getLogger(__name__)
@@ -128,21 +129,21 @@ class SessionConfig:
         (``inconsistent``).
     """
 
-    margin_mm: float = 3.0
-    threshold_pct: float = 10.0
-    confidence_floor: float = 0.5
+    margin_mm: float = defaults.MARGIN_MM
+    threshold_pct: float = defaults.THRESHOLD_PCT
+    confidence_floor: float = defaults.CONFIDENCE_FLOOR
     beam_on_delay_ms: float = 0.0
     beam_on_delay_frames: int = 0
-    max_frame_age_ms: float = 250.0
+    max_frame_age_ms: float = defaults.MAX_FRAME_AGE_MS
     check_frame_age: bool = True
-    context_mm: float = DEFAULT_CONTEXT_MM
-    search_mm: float = DEFAULT_SEARCH_MM
+    context_mm: float = defaults.CONTEXT_MM
+    search_mm: float = defaults.SEARCH_MM
     target_box: tuple[int, int, int, int] | None = None
     target_rtstruct: Path | None = None
     roi: str | None = None
     watchdog_periods: float | None = 2.0
     predict_ms: float = 0.0
-    uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM
+    uncertainty_mm: float = defaults.UNCERTAINTY_MM
     keep_warm: bool = True
     deformable: bool = True
 

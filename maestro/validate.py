@@ -49,7 +49,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from gating.uncertainty import DEFAULT_UNCERTAINTY_MM, away_from_reference_mm
+from gating.uncertainty import away_from_reference_mm
+from maestro import defaults
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,13 @@ class ValidationSettings:
     thresholds_pct: tuple[float, ...] = (5.0, 10.0, 20.0)
     latencies_ms: tuple[float, ...] = (0.0, 250.0)
     predict_ms: tuple[float, ...] = (0.0,)
-    confidence_floor: float = 0.5
+    confidence_floor: float = defaults.CONFIDENCE_FLOOR
     beam_on_delay_ms: float = 0.0
     beam_on_delay_frames: int = 0
-    max_frame_age_ms: float = 250.0
-    uncertainty_mm: float = DEFAULT_UNCERTAINTY_MM
-    context_mm: float = 20.0
-    search_mm: float = 15.0
+    max_frame_age_ms: float = defaults.MAX_FRAME_AGE_MS
+    uncertainty_mm: float = defaults.UNCERTAINTY_MM
+    context_mm: float = defaults.CONTEXT_MM
+    search_mm: float = defaults.SEARCH_MM
     target_box: tuple[int, int, int, int] | None = None
     target_rtstruct: str | None = None
     roi: str | None = None
@@ -119,10 +120,11 @@ class ValidationSettings:
 
     @property
     def reference(self) -> tuple[float, float, float, float]:
-        """The configuration shown in the traces: 3 mm / 10 % when swept (else the first
-        margin / threshold), at the first latency and prediction horizon."""
-        margin = 3.0 if 3.0 in self.margins_mm else self.margins_mm[0]
-        threshold = 10.0 if 10.0 in self.thresholds_pct else self.thresholds_pct[0]
+        """The configuration shown in the traces: the session's default margin and
+        threshold (3 mm / 10 %) when swept (else the first margin / threshold), at the first
+        latency and prediction horizon."""
+        margin = defaults.MARGIN_MM if defaults.MARGIN_MM in self.margins_mm else self.margins_mm[0]
+        threshold = defaults.THRESHOLD_PCT if defaults.THRESHOLD_PCT in self.thresholds_pct else self.thresholds_pct[0]
         return margin, threshold, self.latencies_ms[0], self.predict_ms[0]
 
     def configurations(self) -> list[tuple[float, float, float, float]]:
@@ -739,13 +741,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="the target from planning: ROI --roi of this DICOM RT Structure Set, cut by each "
                         "recording's plane (see maestro replay --help)")
     p.add_argument("--roi", default=None, metavar="NAME", help="the ROIName of the target in --target-rtstruct")
-    p.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=0.5)
+    p.add_argument("--confidence-floor", type=number(0.0, high=1.0), default=defaults.CONFIDENCE_FLOOR)
     p.add_argument("--beam-on-delay-ms", type=number(0.0), default=0.0)
     p.add_argument("--beam-on-delay-frames", type=count, default=0)
-    p.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=DEFAULT_UNCERTAINTY_MM,
-                   help="the gate's position-uncertainty allowance (mm, default 1; see maestro replay --help)")
-    p.add_argument("--context-mm", type=number(0.0), default=20.0)
-    p.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=15.0)
+    p.add_argument("--uncertainty-mm", type=number(0.0, high=10.0), default=defaults.UNCERTAINTY_MM,
+                   help=f"the gate's position-uncertainty allowance (mm, default {defaults.UNCERTAINTY_MM:g}; "
+                        "see maestro replay --help)")
+    p.add_argument("--context-mm", type=number(0.0), default=defaults.CONTEXT_MM)
+    p.add_argument("--search-mm", type=number(0.0, low_inclusive=False), default=defaults.SEARCH_MM)
     p.add_argument("--fps", type=number(0.0, low_inclusive=False), default=None)
     p.add_argument("--spacing-mm", type=spacing, default=None, metavar="MM[,MM]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,0 +1,34 @@
+"""The defaults a session starts from, in one place.
+
+:class:`maestro.session.SessionConfig`, :class:`maestro.validate.ValidationSettings` and the
+options of ``maestro replay``, ``live``, ``validate`` and ``accuracy`` all take their
+defaults from here, so a changed default changes every command together. The tracker's and
+the gate's own choices stay with the library that explains them (the values are re-exported
+here under the application's names).
+"""
+
+from __future__ import annotations
+
+from gating.uncertainty import DEFAULT_UNCERTAINTY_MM
+from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM
+
+__all__ = [
+    "CONFIDENCE_FLOOR", "CONTEXT_MM", "MARGIN_MM", "MAX_FRAME_AGE_MS", "SEARCH_MM", "THRESHOLD_PCT", "UNCERTAINTY_MM",
+]
+
+#: Gating boundary = reference target + this margin (mm): the MAESTRO protocol's 3 mm.
+MARGIN_MM = 3.0
+#: The beam holds while more than this percentage of the target lies outside the boundary.
+THRESHOLD_PCT = 10.0
+#: The beam holds while the tracker's confidence is below this (0-1).
+CONFIDENCE_FLOOR = 0.5
+#: A frame older than this when decided is stale and holds the beam (ms): two frame periods
+#: at 8 frames/s, one at 4.
+MAX_FRAME_AGE_MS = 250.0
+#: Context around the target's bounding box in the template (mm); see
+#: :data:`tracking.tracker.DEFAULT_CONTEXT_MM`.
+CONTEXT_MM = DEFAULT_CONTEXT_MM
+#: Half-width of the search window (mm); see :data:`tracking.tracker.DEFAULT_SEARCH_MM`.
+SEARCH_MM = DEFAULT_SEARCH_MM
+#: The gate's position-uncertainty allowance (mm); see :mod:`gating.uncertainty`.
+UNCERTAINTY_MM = DEFAULT_UNCERTAINTY_MM
