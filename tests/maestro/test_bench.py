@@ -319,6 +319,15 @@ def test_update_baseline_stores_the_worst_of_several_runs(
     assert "worst of 3 runs" in capsys.readouterr().out
 
 
+def test_zero_baseline_runs_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # No run would leave nothing to store (it used to end in a NameError).
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--update-baseline", "--baseline-runs", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--baseline-runs" in err and "must be >= 1" in err and "Traceback" not in err
+
+
 def test_bench_is_a_registered_subcommand_passing_extra_pytest_arguments() -> None:
     args = build_parser().parse_args(["bench", "--quick", "--", "-k", "kernel"])
     assert args.func is bench.cmd_bench and args.quick and args.pytest_args == ["-k", "kernel"]

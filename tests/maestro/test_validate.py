@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html.parser
 import io
 import json
@@ -25,7 +26,7 @@ from hardware.trackrad import write_case
 from maestro.cli import main
 from maestro.phantom import generate_session
 from maestro.session import GatingSession, SessionConfig
-from maestro.validate import Progress, ValidationSettings, find_cases, run_case
+from maestro.validate import Progress, ValidationSettings, config_of, find_cases, run_case
 
 SECONDS = 8.0
 KIM_TRACES = ("LiverTraj_LargeSI70s_robot.txt", "LiverTraj_Erratic70s_robot.txt",
@@ -184,6 +185,28 @@ def test_sweep_is_monotone_in_margin_and_threshold(report) -> None:  # type: ign
             for (m2, t2, lat2, pr2), d2 in duty.items():
                 if (lat, pr) == (lat2, pr2) and m2 >= m and t2 >= t:
                     assert d2 >= d - 1e-12
+
+
+def test_every_configuration_of_a_sweep_is_what_a_session_with_it_decides(cohort: tuple[Path, list[str]]) -> None:
+    """Not only the reference: each swept configuration's row equals the row of a run in
+    which that configuration is the one the application's session ran with, and there the
+    sweep's re-gated decisions equal the session's, frame by frame."""
+    folder, names = cohort
+    case = folder / names[2]
+    settings = ValidationSettings(margins_mm=(2.0, 3.0, 5.0), thresholds_pct=(5.0, 20.0), latencies_ms=(0.0, 250.0),
+                                  predict_ms=(0.0, 250.0), figures=False)
+    swept = run_case(case, settings)
+    assert len(swept.sweep) == 24
+    decided_differently = set()
+    for row in swept.sweep:
+        margin, threshold, latency, predict = config_of(row)
+        alone = run_case(case, dataclasses.replace(settings, margins_mm=(margin,), thresholds_pct=(threshold,),
+                                                   latencies_ms=(latency,), predict_ms=(predict,)))
+        assert alone.frames["beam_live"] == alone.frames["beam_commanded"], config_of(row)
+        assert alone.sweep == [row], config_of(row)
+        decided_differently.add(tuple(alone.frames["beam_live"]))
+    # Not vacuous: the configurations lead to different decisions.
+    assert len(decided_differently) > 4
 
 
 @pytest.mark.parametrize(("latency_ms", "predict_ms"), [(0.0, 0.0), (250.0, 250.0)])
