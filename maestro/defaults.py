@@ -2,13 +2,14 @@
 
 :class:`maestro.session.SessionConfig`, :class:`maestro.validate.ValidationSettings` and the
 options of ``maestro replay``, ``live``, ``validate`` and ``accuracy`` all take their
-defaults from here, so a changed default changes every command together. The tracker's and
-the gate's own choices stay with the library that explains them (the values are re-exported
-here under the application's names).
+defaults from here, so a changed default changes every command together. The tracker's,
+the gate's and the uncertainty allowance's own choices stay with the library that explains
+them: they are re-exported here under the application's names.
 """
 
 from __future__ import annotations
 
+from gating.gate import GateConfig
 from gating.uncertainty import DEFAULT_UNCERTAINTY_MM
 from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM
 
@@ -18,13 +19,14 @@ __all__ = [
 
 #: Gating boundary = reference target + this margin (mm): the MAESTRO protocol's 3 mm.
 MARGIN_MM = 3.0
+_GATE = GateConfig()  # the gate's own defaults (gating.gate)
 #: The beam holds while more than this percentage of the target lies outside the boundary.
-THRESHOLD_PCT = 10.0
+THRESHOLD_PCT = _GATE.threshold_pct
 #: The beam holds while the tracker's confidence is below this (0-1).
-CONFIDENCE_FLOOR = 0.5
+CONFIDENCE_FLOOR = _GATE.confidence_floor
 #: A frame older than this when decided is stale and holds the beam (ms): two frame periods
 #: at 8 frames/s, one at 4.
-MAX_FRAME_AGE_MS = 250.0
+MAX_FRAME_AGE_MS = _GATE.max_frame_age_ms
 #: Context around the target's bounding box in the template (mm); see
 #: :data:`tracking.tracker.DEFAULT_CONTEXT_MM`.
 CONTEXT_MM = DEFAULT_CONTEXT_MM

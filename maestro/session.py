@@ -277,6 +277,7 @@ class GatingSession:
         self._rehearsed_frame: Frame | None = None
         self.n_rehearsals = 0
         self._keep_warm = config.keep_warm
+        self._check_frame_age = config.check_frame_age  # read once, not per frame
         #: A beam interface with housekeeping (TcpBeam: acknowledgements, timeouts).
         self._beam_poll: Callable[[], None] | None = getattr(beam, "poll", None)
 
@@ -404,7 +405,7 @@ class GatingSession:
                 outside_pct=outside,
                 confidence=gate_confidence,
                 tracking_valid=valid,
-                frame_age_s=(time.perf_counter() - frame.t_recv_s if self.config.check_frame_age else 0.0)
+                frame_age_s=(time.perf_counter() - frame.t_recv_s if self._check_frame_age else 0.0)
                 if in_order else math.inf,
                 source_fault=fault,
                 consistent=consistent,
