@@ -258,7 +258,59 @@ def _native_stderr_to(sink: list[str]) -> Iterator[None]:
 MAX_PIXELS = 2**28
 
 
+#: Longest MetaImage header read, bytes (a TrackRAD2025 header is about 350).
+MAX_HEADER_BYTES = 65536
+
+
+def check_mha_header(path: Path) -> None:
+    """Refuse a MetaImage header that ITK's reader cannot be trusted with.
+
+    ITK 5.4's MetaIO reader does not return on some corrupt headers: with both the
+    ``ObjectType`` line and the ``CompressedDataSize`` line damaged it reads for ever
+    (found by ``tests/hardware/test_fuzz_files.py``). So the header is read here first
+    and must be what a TrackRAD2025 case holds (and SimpleITK writes): ``ObjectType =
+    Image``, the data in the file (``ElementDataFile = LOCAL``, the last header line),
+    and, for compressed data, a ``CompressedDataSize`` that fits in the file.
+
+    Raises
+    ------
+    InputError
+        Naming the file, the header key and the rule.
+    """
+    with open(path, "rb") as f:
+        head = f.read(MAX_HEADER_BYTES)
+        file_bytes = os.fstat(f.fileno()).st_size
+    fields: dict[str, str] = {}
+    end = -1
+    offset = 0
+    for raw in head.split(b"\n")[:-1]:
+        offset += len(raw) + 1
+        key, sep, value = raw.decode("latin-1").partition("=")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+        if key.strip() == "ElementDataFile":
+            end = offset
+            break
+    if end < 0:
+        raise InputError(path, "ElementDataFile", f"no such line in the first {MAX_HEADER_BYTES} bytes, where a "
+                         "MetaImage header ends: the file is truncated, or not a MetaImage")
+    if fields.get("ObjectType") != "Image":
+        raise InputError(path, "ObjectType", f"{fields.get('ObjectType', 'missing')!r}: must be 'Image'")
+    if fields["ElementDataFile"] != "LOCAL":
+        raise InputError(path, "ElementDataFile", f"{fields['ElementDataFile'][:40]!r}: must be LOCAL "
+                         "(the pixels in the .mha file itself, as a TrackRAD2025 case keeps them)")
+    if fields.get("CompressedData", "False") == "True":
+        size = fields.get("CompressedDataSize", "missing")
+        if not (size.isdigit() and int(size) > 0):
+            raise InputError(path, "CompressedDataSize", f"{size[:20]!r}: compressed data needs its size, "
+                             "a whole number of bytes > 0")
+        if int(size) > file_bytes - end:
+            raise InputError(path, "CompressedDataSize", f"{size} bytes of compressed data, but the file holds "
+                             f"{file_bytes - end} after the header: it is truncated")
+
+
 def read_mha(path: Path, what: str) -> sitk.Image:
+    check_mha_header(path)
     native_messages: list[str] = []
     try:
         with _native_stderr_to(native_messages):

@@ -8,6 +8,8 @@ mutated files in all); the longer run documented in the README sets it to 20000.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -112,6 +114,40 @@ def test_a_zero_size_is_refused_by_name(tmp_path: Path, dims: str) -> None:
     files[FRAMES_FILE] = CASE_FILES[FRAMES_FILE].replace(b"DimSize = 4 10 12", f"DimSize = {dims}".encode())
     with pytest.raises(InputError, match="DimSize"):
         read_case(_write(tmp_path / "F_001", files))
+
+
+LABELS_FILE = "targets/F_001_labels.mha"
+
+
+@pytest.mark.parametrize(("find", "replace", "key"), [
+    # Both lines damaged: ITK 5.4's reader never returned on this file.
+    ((b"ObjectType", b"CompressedDataSize"), (b"hbjectType", b"CM\xd8\xferessedDataSize"), "ObjectType"),
+    ((b"CompressedDataSize = 24",), (b"CompressedDataSize = 9999",), "CompressedDataSize"),
+    ((b"CompressedDataSize = 24",), (b"CompressedDataSize = -24",), "CompressedDataSize"),
+    ((b"CompressedDataSize",), (b"CompressedDataSiXe",), "CompressedDataSize"),
+    ((b"ElementDataFile = LOCAL",), (b"ElementDataFile = /dev/zero",), "ElementDataFile"),
+    ((b"ElementDataFile",), (b"ElementDataFilX",), "ElementDataFile"),
+])
+def test_a_header_the_itk_reader_cannot_be_trusted_with_is_refused_first(
+    tmp_path: Path, find: tuple[bytes, ...], replace: tuple[bytes, ...], key: str
+) -> None:
+    """Regression (found by the fuzz run, which then never finished): the header is
+    checked before ITK reads it. Run in a child process, so that a reader that hangs
+    again fails this test instead of stopping the suite."""
+    data = CASE_FILES[LABELS_FILE]
+    for old, new in zip(find, replace):
+        assert data.count(old) == 1, f"fixture layout changed: {old!r}"
+        data = data.replace(old, new)
+    files = dict(CASE_FILES)
+    files[LABELS_FILE] = data
+    folder = _write(tmp_path / "F_001", files)
+    code = ("import sys; from hardware import InputError; from hardware.trackrad import read_case\n"
+            f"try: read_case({str(folder)!r})\n"
+            "except InputError as e: print(e); sys.exit(3)\n")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"F_001_labels.mha: {key}: " in done.stdout
 
 
 def test_a_corrupt_value_representation_is_refused(tmp_path: Path) -> None:
