@@ -109,17 +109,19 @@ def _trace_xyz(trace) -> np.ndarray:
 
 
 def _registered_mm(registration, pixels: np.ndarray, row_px: float, col_px: float,
-                   spacing_mm: tuple[float, float]) -> tuple[float, float, np.ndarray] | None:
+                   spacing_mm: tuple[float, float],
+                   rigid_share: float) -> tuple[float, float, np.ndarray] | None:
     """The deformable mode's step, as the session takes it (``GatingSession._register``):
-    the registration started at the rigid match (px), then the displacement of the
-    propagated target's centroid (row_mm, col_mm) and the affine; ``None`` when the
+    the registration started at the rigid match (px) and fused with it
+    (:func:`tracking.deformable.fused_affine`), then the displacement of the propagated
+    target's centroid (row_mm, col_mm) and the fused affine; ``None`` when the
     registration fails (the session holds)."""
-    from tracking.deformable import propagated_centroid_px
+    from tracking.deformable import fused_affine, propagated_centroid_px
 
     if registration.register(pixels, row_px, col_px) != 0:
         return None
-    affine = registration.affine
     c0 = registration.reference_centroid_px
+    affine = fused_affine(registration.affine, c0, (row_px, col_px), rigid_share)
     c = propagated_centroid_px(c0, affine)
     return (c[0] - c0[0]) * spacing_mm[0], (c[1] - c0[1]) * spacing_mm[1], affine
 
@@ -141,6 +143,7 @@ def evaluate_tracking(
     slide: float = 0.0,
     tracker_options: dict | None = None,
     deformable: bool = True,
+    rigid_share: float = defaults.RIGID_SHARE,
 ) -> TrackingAccuracy:
     """Render a trace-driven session frame by frame and score the tracker on it.
 
@@ -172,9 +175,14 @@ def evaluate_tracking(
         :func:`maestro.phantom.excursions_for`).
     deformable : bool
         Replay's default mode: the position is the centroid of the reference target
-        propagated by the affine registration started at the rigid match, a failed
+        propagated by the affine registration started at the rigid match and fused with
+        it (:func:`tracking.deformable.fused_affine`), a failed
         registration is flagged (the session holds), and Dice is that of the propagated
         target. ``False``: the rigid mode (``--rigid``).
+    rigid_share : float
+        The deformable mode's share of the rigid match in the position, in [0, 1]
+        (:data:`tracking.deformable.RIGID_SHARE`, as replay; 0: the propagated centroid
+        alone).
     """
     from scipy import ndimage
 
@@ -222,7 +230,7 @@ def evaluate_tracking(
         moved: np.ndarray | None = None  # the tracked target, when tracked
         flagged[f.index] = r.gate_confidence < confidence_floor
         if r.valid and registration is not None:
-            registered = _registered_mm(registration, pixels, r.row_px, r.col_px, phantom.spacing_mm)
+            registered = _registered_mm(registration, pixels, r.row_px, r.col_px, phantom.spacing_mm, rigid_share)
             if registered is None:
                 # The session holds on a failed registration; its rigid match is scored.
                 flagged[f.index] = True
@@ -481,6 +489,7 @@ def evaluate_realistic(
     margin_mm: float = defaults.MARGIN_MM,
     threshold_pct: float = defaults.THRESHOLD_PCT,
     uncertainty_mm: float = defaults.UNCERTAINTY_MM,
+    rigid_share: float = defaults.RIGID_SHARE,
 ) -> RealisticAccuracy:
     """Track one realistic case with replay's defaults and score it against its truth.
 
@@ -524,7 +533,7 @@ def evaluate_realistic(
         row_mm, col_mm, mask, mask_binary_ref, outside = r.row_mm, r.col_mm, None, None, 100.0
         if r.valid and not flag:
             if registration is not None:
-                registered = _registered_mm(registration, pixels, r.row_px, r.col_px, spacing)
+                registered = _registered_mm(registration, pixels, r.row_px, r.col_px, spacing, rigid_share)
                 if registered is not None:
                     assert deformed is not None  # made with the registration, on frame 0
                     row_mm, col_mm, affine = registered
@@ -719,6 +728,9 @@ def add_parser(subparsers) -> None:
     ap.add_argument("--rigid", action="store_true",
                     help="the trace tables in the rigid mode (default: replay's default, the deformable mode); "
                          "--realistic shows both modes")
+    ap.add_argument("--rigid-share", type=number(0.0, high=1.0), default=defaults.RIGID_SHARE,
+                    help="the deformable mode's share of the rigid match in the position (default "
+                         f"{defaults.RIGID_SHARE:g}, as replay; 0 = the propagated centroid alone)")
     ap.add_argument("--realistic", type=Path, default=None, metavar="SERIES",
                     help="instead of the trace tables: the realistic cases (a lesion in the motion field of this "
                          "real cine series, e.g. ../shared/data/cine/liver-3T-volunteer-KS81), rigid and deformable "
@@ -740,7 +752,8 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         seconds = min(args.seconds, 80.0)
         rows = [
             evaluate_realistic(case.name, geo, seconds, args.seed, deformable, args.realistic,
-                               args.confidence_floor, args.margin_mm, args.threshold_pct, args.uncertainty_mm)
+                               args.confidence_floor, args.margin_mm, args.threshold_pct, args.uncertainty_mm,
+                               args.rigid_share)
             for case in MOTION_CASES for geo in geos for deformable in (False, True)
         ]
         print(f"Realistic cases (lesions in the motion field of {args.realistic.name}, {seconds:g} s each, "
@@ -759,7 +772,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
                 trace, geo, args.seconds, args.seed + i, args.lesion_mm, args.confidence_floor,
                 context_mm=args.context_mm, search_mm=args.search_mm,
                 max_references=max(args.references, 1), excursions=excursions, slide=args.slide_pct / 100.0,
-                deformable=not args.rigid,
+                deformable=not args.rigid, rigid_share=args.rigid_share,
             )
             tracking_rows.append(acc)
             ref = TracePhantom(

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from gating.gate import GateConfig
 from gating.uncertainty import DEFAULT_UNCERTAINTY_MM
+from tracking.deformable import RIGID_SHARE as _RIGID_SHARE
 from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM
 
 __all__ = [
-    "CONFIDENCE_FLOOR", "CONTEXT_MM", "MARGIN_MM", "MAX_FRAME_AGE_MS", "SEARCH_MM", "THRESHOLD_PCT", "UNCERTAINTY_MM",
+    "CONFIDENCE_FLOOR", "CONTEXT_MM", "MARGIN_MM", "MAX_FRAME_AGE_MS", "RIGID_SHARE", "SEARCH_MM", "THRESHOLD_PCT",
+    "UNCERTAINTY_MM",
 ]
 
 #: Gating boundary = reference target + this margin (mm): the MAESTRO protocol's 3 mm.
@@ -34,3 +36,6 @@ CONTEXT_MM = DEFAULT_CONTEXT_MM
 SEARCH_MM = DEFAULT_SEARCH_MM
 #: The gate's position-uncertainty allowance (mm); see :mod:`gating.uncertainty`.
 UNCERTAINTY_MM = DEFAULT_UNCERTAINTY_MM
+#: The deformable mode's share of the rigid match in the target's position (0-1); see
+#: :data:`tracking.deformable.RIGID_SHARE`.
+RIGID_SHARE = _RIGID_SHARE

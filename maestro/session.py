@@ -38,7 +38,7 @@ from maestro.recording import FrameRecord, SessionRecorder
 from maestro.stats import StreamingHistogram
 from maestro.target import reference_target, structure_target
 from maestro.watchdog import Watchdog
-from tracking.deformable import propagated_centroid_px
+from tracking.deformable import fused_affine, propagated_centroid_px
 from tracking.predict import RidgeARPredictor
 from tracking.tracker import DEFAULT_TARGET_CONTEXT_MM, TemplateTracker, TrackResult
 from tracking.warmup import warm_up as warm_up_tracking
@@ -125,8 +125,13 @@ class SessionConfig:
         reference target is propagated by an affine registration of the region around
         it (:class:`tracking.deformable.AffineRegistration`), ``outside_pct`` is that of
         the propagated target (:class:`gating.deformed_outside.DeformedOutside`) and the
-        displacement that of its centroid. A registration that fails holds the beam
-        (``inconsistent``).
+        displacement that of its centroid, moved ``rigid_share`` of the way to the
+        rigid match (:func:`tracking.deformable.fused_affine`). A registration that
+        fails holds the beam (``inconsistent``).
+    rigid_share : float
+        Deformable mode: the rigid match's share of the position, in [0, 1]
+        (:data:`tracking.deformable.RIGID_SHARE`; 0 = the propagated centroid alone).
+        No command sets it; ``maestro accuracy --rigid-share`` measures it.
     """
 
     margin_mm: float = defaults.MARGIN_MM
@@ -146,6 +151,7 @@ class SessionConfig:
     uncertainty_mm: float = defaults.UNCERTAINTY_MM
     keep_warm: bool = True
     deformable: bool = True
+    rigid_share: float = defaults.RIGID_SHARE
 
     def gate_config(self) -> GateConfig:
         return GateConfig(
@@ -511,8 +517,8 @@ class GatingSession:
         status = reg.register(frame.pixels, result.row_px, result.col_px)
         if status != 0:
             return result.row_mm, result.col_mm, False, f"deformable registration: {reg.status_text(status)}"
-        affine = self.last_affine = reg.affine
         c0 = reg.reference_centroid_px
+        affine = self.last_affine = fused_affine(reg.affine, c0, (result.row_px, result.col_px), self.config.rigid_share)
         row_px, col_px = propagated_centroid_px(c0, affine)
         return (row_px - c0[0]) * frame.spacing_mm[0], (col_px - c0[1]) * frame.spacing_mm[1], True, ""
 

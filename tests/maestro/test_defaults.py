@@ -21,13 +21,15 @@ SHARED = {
     "context_mm": defaults.CONTEXT_MM,
     "search_mm": defaults.SEARCH_MM,
     "uncertainty_mm": defaults.UNCERTAINTY_MM,
+    "rigid_share": defaults.RIGID_SHARE,
 }
 
 
 def test_the_shared_defaults_are_the_documented_ones() -> None:
     # What README.md's option tables and the --help texts say.
     assert SHARED == {"margin_mm": 3.0, "threshold_pct": 10.0, "confidence_floor": 0.5, "max_frame_age_ms": 250.0,
-                      "context_mm": 20.0, "search_mm": 15.0, "uncertainty_mm": 1.0}
+                      "context_mm": 20.0, "search_mm": 15.0, "uncertainty_mm": 1.0,
+                      "rigid_share": 0.5}
 
 
 def test_session_config_takes_every_shared_default() -> None:

@@ -82,3 +82,24 @@ def test_deformable_is_replays_default_and_rigid_opts_out() -> None:
         assert session_config(parser.parse_args([*command, "--rigid"])).deformable is False
         with pytest.raises(SystemExit):
             parser.parse_args([*command, "--rigid", "--deformable"])
+
+
+def _positions(config: SessionConfig, frames: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    records: list = []
+    GatingSession(ReplaySource(BUNDLED), config, SimulatedBeam(), on_record=records.append).run(max_frames=frames)
+    return np.array([(r.row_mm, r.col_mm) for r in records]), np.array([r.outside_pct for r in records])
+
+
+def test_the_position_is_the_rigid_share_of_the_way_to_the_rigid_match() -> None:
+    """The deformable mode's displacement moves linearly from the propagated centroid
+    (share 0) to the rigid match (share 1, where it is the rigid mode's displacement);
+    the default, 0.5, is half-way. The shape stays the registration's: at share 1 the
+    outside percentage is still that of the propagated target, not the translated one."""
+    rigid, rigid_out = _positions(SessionConfig(deformable=False))
+    alone, _ = _positions(SessionConfig(rigid_share=0.0))
+    half, _ = _positions(SessionConfig())
+    full, full_out = _positions(SessionConfig(rigid_share=1.0))
+    np.testing.assert_allclose(full, rigid, atol=1e-9)
+    np.testing.assert_allclose(half, 0.5 * (alone + rigid), atol=1e-9)
+    assert np.abs(alone - rigid)[1:].max() > 0.05  # the two estimates differ: not vacuous
+    assert np.abs(full_out - rigid_out)[1:].max() > 0.1

@@ -109,7 +109,8 @@ def test_the_session_keeps_the_contours_partial_volume_for_the_tracked_labels(se
                                                                               tmp_path: Path) -> None:
     """A sphere's cut has edge pixels partly inside: the session keeps those fractions
     (its mask is the pixels half inside or more), and --labels-out propagates them, so
-    the written first mask is the fraction >= 1/2 (the identity affine on frame 0)."""
+    the written first mask is the fraction >= 1/2 (the identity affine on frame 0), but
+    for the pixels exactly on the threshold."""
     import SimpleITK as sitk
 
     from hardware.trackrad import array_thw
@@ -129,7 +130,11 @@ def test_the_session_keeps_the_contours_partial_volume_for_the_tracked_labels(se
     image = sitk.ReadImage(str(next((out / "targets").glob("*_labels.mha"))))
     masks = np.array(array_thw(image)) != 0  # a copy: the view lives only as long as the image
     assert masks.shape[0] == 20
-    np.testing.assert_array_equal(masks[0], fraction >= 0.5)
+    # A pixel exactly half inside (8 of its 16 sub-samples) sits on the threshold: frame 0's
+    # position is the reference's only to the solvers' round-off (1e-9 mm here, the rigid
+    # match's share of it moving the propagated target), which may decide it either way.
+    off_threshold = fraction != 0.5
+    np.testing.assert_array_equal(masks[0][off_threshold], (fraction >= 0.5)[off_threshold])
     assert all(m.any() for m in masks)
 
 

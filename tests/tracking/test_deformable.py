@@ -22,6 +22,7 @@ from tracking.deformable import (
     REG_OK,
     REG_OUTSIDE,
     AffineRegistration,
+    fused_affine,
     propagate_mask,
     propagated_centroid_px,
 )
@@ -383,3 +384,35 @@ def test_target_at_the_image_border_registers() -> None:
     assert r0 >= 2 and c0 + w <= SHAPE[1] - 3
     assert reg.register(reference, 0.0, 0.0) == REG_OK
     np.testing.assert_allclose(reg.affine, np.eye(2, 3), atol=1e-6)
+
+
+def test_fused_affine_moves_the_centroid_between_the_two_estimates() -> None:
+    """Hand-computed: reference centroid (10, 20), registration A = [[1.1, 0.2, 3], [-0.1,
+    0.9, -4]] carries it to (1.1*10 + 0.2*20 + 3, -0.1*10 + 0.9*20 - 4) = (18, 13); the
+    rigid match shifts it by (6, -9) to (16, 11). A quarter of the way to the rigid match
+    is (17.5, 12.5); only the translation column changes."""
+    affine = np.array([[1.1, 0.2, 3.0], [-0.1, 0.9, -4.0]])
+    c0 = (10.0, 20.0)
+    assert propagated_centroid_px(c0, affine) == pytest.approx((18.0, 13.0))
+    fused = fused_affine(affine, c0, (6.0, -9.0), rigid_share=0.25)
+    assert propagated_centroid_px(c0, fused) == pytest.approx((17.5, 12.5))
+    np.testing.assert_array_equal(fused[:, :2], affine[:, :2])
+    np.testing.assert_allclose(fused[:, 2], (3.0 - 0.5, -4.0 - 0.5))
+    np.testing.assert_array_equal(fused_affine(affine, c0, (6.0, -9.0), rigid_share=0.0), affine)
+    assert propagated_centroid_px(c0, fused_affine(affine, c0, (6.0, -9.0), rigid_share=1.0)) == pytest.approx((16.0, 11.0))
+    assert affine[0, 2] == 3.0  # the input is not changed
+    for bad in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="rigid_share"):
+            fused_affine(affine, c0, (0.0, 0.0), rigid_share=bad)
+
+
+def test_fused_affine_moves_the_propagated_mask_with_its_centroid() -> None:
+    """The fused map propagates the target to where its centroid says: the mask's own
+    centroid moves by the same translation (to within the pixel grid's rounding)."""
+    r, c = _grid()
+    mask = np.hypot(r - CENTRE[0], c - CENTRE[1]) <= RADIUS_PX
+    affine = np.array([[1.05, 0.03, 2.2], [-0.02, 0.97, -1.4]])
+    fused = fused_affine(affine, CENTRE, (4.0, -3.0), rigid_share=0.5)
+    want = np.subtract(propagated_centroid_px(CENTRE, fused), propagated_centroid_px(CENTRE, affine))
+    moved = [ndimage.center_of_mass(propagate_mask(mask, a)) for a in (affine, fused)]
+    np.testing.assert_allclose(np.subtract(moved[1], moved[0]), want, atol=0.15)
