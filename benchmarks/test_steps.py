@@ -12,6 +12,7 @@ import numpy as np
 
 from gating.boundary import GatingGeometry
 from gating.gate import Gate, GateConfig
+from maestro.decision import GateInputs, decide
 from tracking.tracker import TemplateTracker
 
 from . import workload
@@ -94,7 +95,7 @@ def test_gate_step(benchmark, figures, quick: bool, phantom_8fps: workload.Workl
         state["k"] = k + 1
         row_mm, col_mm = displacements[workload.ping_pong_index(k, len(displacements))]
         outside = geometry.outside_pct(row_mm, col_mm)
-        gate.decide(t_s=k * 0.125, outside_pct=outside, confidence=0.9, tracking_valid=True, frame_age_s=1e-3)
+        decide(gate, None, k * 0.125, GateInputs(outside, 0.9, True), 1e-3)
 
     benchmark.pedantic(step, rounds=2000 if quick else 8000, warmup_rounds=20)
     median_us, p99_us = _stats_us(benchmark)

@@ -23,6 +23,7 @@ the boundary beyond the threshold, and the duty cycle, without and with predicti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -84,7 +85,16 @@ class TrackingAccuracy:
     true_mm : (T, 2) ndarray
         True displacement per frame.
     flagged : (T,) bool ndarray
-        Per-frame flag (frame 0 False).
+        Per-frame flag (frame 0 False): the gate's confidence below the floor, or a
+        failed registration.
+    gate_confidence : (T,) float ndarray
+        The confidence the gate may use per frame
+        (:attr:`tracking.tracker.TrackResult.gate_confidence`; frame 0, the reference, 1).
+    registered : (T,) bool ndarray
+        False where the deformable mode's registration failed (the session holds as
+        inconsistent); True elsewhere and in the rigid mode.
+    confidence_floor : float
+        The floor the flags were set with (the gate's).
     """
 
     trace: str
@@ -102,6 +112,9 @@ class TrackingAccuracy:
     tracked_mm: np.ndarray
     true_mm: np.ndarray
     flagged: np.ndarray
+    gate_confidence: np.ndarray
+    registered: np.ndarray
+    confidence_floor: float
 
 
 def _trace_xyz(trace) -> np.ndarray:
@@ -201,6 +214,8 @@ def evaluate_tracking(
     n = phantom.n_frames
     tracked = np.full((n, 2), np.nan)
     flagged = np.zeros(n, dtype=bool)
+    gate_confidence = np.ones(n)
+    registration_ok = np.ones(n, dtype=bool)
     dice = []
     score_dice = phantom.lesion.diameter_mm >= DICE_MIN_DIAMETER_MM
     tracker = registration = None
@@ -228,12 +243,14 @@ def evaluate_tracking(
         r = tracker.track(pixels)
         assert ref_fraction is not None  # set on frame 0
         moved: np.ndarray | None = None  # the tracked target, when tracked
+        gate_confidence[f.index] = r.gate_confidence
         flagged[f.index] = r.gate_confidence < confidence_floor
         if r.valid and registration is not None:
             registered = _registered_mm(registration, pixels, r.row_px, r.col_px, phantom.spacing_mm, rigid_share)
             if registered is None:
                 # The session holds on a failed registration; its rigid match is scored.
                 flagged[f.index] = True
+                registration_ok[f.index] = False
                 tracked[f.index] = (r.row_mm, r.col_mm)
                 moved = ndimage.shift(ref_fraction, (r.row_px, r.col_px), order=1) >= 0.5
             else:
@@ -271,6 +288,9 @@ def evaluate_tracking(
         tracked_mm=tracked,
         true_mm=truth,
         flagged=flagged,
+        gate_confidence=gate_confidence,
+        registered=registration_ok,
+        confidence_floor=confidence_floor,
     )
 
 
@@ -361,10 +381,14 @@ def evaluate_gating(
 
     The decision taken on frame k (position tracked on it, or predicted ``latency_ms``
     ahead) holds for the beam from ``t_k + latency`` to ``t_{k+1} + latency``; it is
-    scored against the true position at ``t_k + latency`` (from the trace). Flagged
-    frames hold the beam. ``excursions`` as given to :func:`evaluate_tracking`.
+    scored against the true position at ``t_k + latency`` (from the trace). Each frame
+    is decided by the session's decision step (:func:`maestro.decision.decide`, the gate
+    without release delay), so flagged frames hold the beam. ``excursions`` as given to
+    :func:`evaluate_tracking`.
     """
     from gating.boundary import GatingGeometry
+    from gating.gate import Gate, GateConfig
+    from maestro.decision import GateInputs, decide
     from maestro.phantom import excursion_offsets_mm, trace_displacement_mm
     from tracking.predict import RidgeARPredictor
 
@@ -379,19 +403,23 @@ def evaluate_gating(
     truth_late = absolute - trace_displacement_mm(trace.times_s, xyz, np.zeros(1))[0, :2]
     truth_late += excursion_offsets_mm(excursions, t + h)
     predictor = RidgeARPredictor(h, 1.0 / fps)
+    # The session's gate (no release delay), one on tracked and one on predicted positions.
+    gate, gate_pred = Gate(GateConfig(threshold_pct, acc.confidence_floor)), Gate(GateConfig(threshold_pct, acc.confidence_floor))
     on, on_pred, truly_in = [], [], []
     for k in range(t.size):
         pos = acc.tracked_mm[k]
-        ok = bool(np.isfinite(pos).all() and not acc.flagged[k])
+        valid = bool(np.isfinite(pos).all())
         true_in = geometry.outside_pct(*truth_late[k]) <= threshold_pct
         truly_in.append(true_in)
-        if ok:
-            pred = predictor.update(t[k], *pos)
-            on.append(geometry.outside_pct(*away_from_reference_mm(pos[0], pos[1], uncertainty_mm)) <= threshold_pct)
-            on_pred.append(geometry.outside_pct(*away_from_reference_mm(*pred, uncertainty_mm)) <= threshold_pct)
-        else:
-            on.append(False)
-            on_pred.append(False)
+        outside = outside_pred = 100.0
+        if valid and not acc.flagged[k]:
+            pred = predictor.update(t[k], *pos)  # fed the positions the gate may use, as the session
+            outside = geometry.outside_pct(*away_from_reference_mm(pos[0], pos[1], uncertainty_mm))
+            outside_pred = geometry.outside_pct(*away_from_reference_mm(*pred, uncertainty_mm))
+        confidence, registration_ok = float(acc.gate_confidence[k]), bool(acc.registered[k])
+        inputs = GateInputs(outside, confidence, valid, registration_ok)
+        on.append(decide(gate, None, float(t[k]), inputs)[0].beam_on)
+        on_pred.append(decide(gate_pred, None, float(t[k]), dataclasses.replace(inputs, outside_pct=outside_pred))[0].beam_on)
     on_a, pred_a, in_a = (np.asarray(v)[1:] for v in (on, on_pred, truly_in))
 
     def wrong(beam: np.ndarray) -> float:
@@ -495,14 +523,17 @@ def evaluate_realistic(
 
     The gate's inputs are computed as the session does (outside_pct of the translated,
     or with ``deformable`` the propagated, reference target, moved ``uncertainty_mm``
-    further from the reference as the session's allowance does); the truth's outside_pct
+    further from the reference as the session's allowance does), and the beam is decided
+    by the session's decision step (:func:`maestro.decision.decide`); the truth's outside_pct
     is that of the exact warped lesion (the phantom's 5 x 5 sub-samples per pixel
     inside it, :meth:`MotionPhantom.lesion_sample_points_px`) against the gating
     boundary of the reference target.
     """
     from gating.boundary import GatingGeometry
     from gating.deformed_outside import DeformedOutside
+    from gating.gate import Gate, GateConfig
     from gating.metrics import outside_pct_from_distances, relative_d98, resample_mask_1mm, trackrad_frame
+    from maestro.decision import GateInputs, decide
     from maestro.motion_phantom import motion_case, motion_case_phantom
     from maestro.tracked_labels import moved_mask
     from tracking.deformable import AffineRegistration, propagate_mask
@@ -513,7 +544,7 @@ def evaluate_realistic(
     spacing = phantom.spacing_mm
     errors, flagged, dice, hd95, msd, dice_mask, on, true_out, perfect_on = [], [], [], [], [], [], [], [], []
     shifts_mm = []
-    tracker = registration = geometry_ref = deformed = None
+    tracker = registration = geometry_ref = deformed = gate = None
     ref = ref_fraction = None
     for f in phantom.frames():
         pixels = f.pixels.astype(np.float32)
@@ -523,6 +554,7 @@ def evaluate_realistic(
             ref_fraction = f.label_fraction.astype(np.float64)
             tracker = TemplateTracker(pixels, ref, spacing, trust_floor=confidence_floor)
             geometry_ref = GatingGeometry(ref, spacing, margin_mm)
+            gate = Gate(GateConfig(threshold_pct, confidence_floor))  # the session's, no release delay
             if deformable:
                 registration = AffineRegistration(pixels, ref, spacing)
                 deformed = DeformedOutside(ref, spacing, margin_mm)
@@ -531,6 +563,7 @@ def evaluate_realistic(
         assert ref is not None and ref_fraction is not None and geometry_ref is not None  # set on frame 0
         flag = r.gate_confidence < confidence_floor
         row_mm, col_mm, mask, mask_binary_ref, outside = r.row_mm, r.col_mm, None, None, 100.0
+        registration_ok = True
         if r.valid and not flag:
             if registration is not None:
                 registered = _registered_mm(registration, pixels, r.row_px, r.col_px, spacing, rigid_share)
@@ -546,11 +579,13 @@ def evaluate_realistic(
                     outside = deformed.outside_pct(judged)
                 else:
                     flag = True
+                    registration_ok = False
             else:
                 mask = moved_mask(ref_fraction, r.row_px, r.col_px)
                 mask_binary_ref = moved_mask(ref, r.row_px, r.col_px)
                 outside = geometry_ref.outside_pct(*away_from_reference_mm(row_mm, col_mm, uncertainty_mm))
         k = f.index
+        assert gate is not None  # made on frame 0
         err = math.hypot(row_mm - phantom.trajectory_mm[k, 0], col_mm - phantom.trajectory_mm[k, 1]) if r.valid else math.inf
         errors.append(err)
         flagged.append(flag)
@@ -565,8 +600,7 @@ def evaluate_realistic(
             m = trackrad_frame(resample_mask_1mm(mask_binary_ref, spacing), truth_1mm)
             if m is not None:
                 dice_mask.append(m.dice)
-        beam_on = (not flag) and outside <= threshold_pct
-        on.append(beam_on)
+        on.append(decide(gate, None, float(phantom.times_s[k]), GateInputs.of(r, outside, registration_ok))[0].beam_on)
         # The exact warped lesion (its 5 x 5 sub-samples per pixel), not its label
         # thresholded at half a pixel: at 3.5 mm a thresholded edge moves in 3.5 mm steps.
         points = phantom.lesion_sample_points_px(k)

@@ -29,11 +29,12 @@ import numpy as np
 
 from gating.boundary import GatingGeometry
 from gating.centroid import mask_centroid_px
-from gating.gate import SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig
+from gating.gate import BEAM_FAULT, SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig
 from gating.uncertainty import away_from_reference_mm
 from gating.warmup import warm_up as warm_up_gating
 from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro import defaults
+from maestro.decision import GateInputs, decide
 from maestro.recording import FrameRecord, SessionRecorder
 from maestro.stats import StreamingHistogram
 from maestro.target import reference_target, structure_target
@@ -50,9 +51,6 @@ log = logging.getLogger(__name__)
 _GC_EVERY_FRAMES = 1000
 #: A keep-warm rehearsal longer than this many frame periods switches keeping warm off.
 _MAX_REHEARSAL_PERIODS = 0.25
-
-#: Hold reason when a command to the beam interface itself failed.
-BEAM_FAULT = "beam_fault"
 
 
 @dataclass(frozen=True)
@@ -401,29 +399,16 @@ class GatingSession:
             outside = 100.0
             confidence, valid, gate_confidence, consistent = 0.0, False, 0.0, True
             tracking_note = f"{type(exc).__name__}: {exc}"
-        beam_error: Exception | None = None
+        inputs = GateInputs(outside, gate_confidence, valid, consistent)
         # The gate and the beam change together under one lock: a watchdog hold between
         # the decision and the command (or during tracking) also resets the gate, so the
         # beam-on delay always restarts after it.
         with self._beam_lock:
-            decision = self.gate.decide(
-                t_s=frame.t_acq_s,
-                outside_pct=outside,
-                confidence=gate_confidence,
-                tracking_valid=valid,
-                frame_age_s=(time.perf_counter() - frame.t_recv_s if self._check_frame_age else 0.0)
-                if in_order else math.inf,
-                source_fault=fault,
-                consistent=consistent,
-            )
-            try:
-                if decision.beam_on:
-                    self.beam.release(t_s=frame.t_acq_s)
-                else:
-                    self.beam.hold(decision.reason, t_s=frame.t_acq_s)
-            except Exception as exc:  # noqa: BLE001 - a failing beam command must end in a hold
-                beam_error = exc
-                decision = self.gate.watchdog(frame.t_acq_s, BEAM_FAULT)  # the release delay restarts
+            frame_age_s = (time.perf_counter() - frame.t_recv_s if self._check_frame_age else 0.0) if in_order else math.inf
+            decision, beam_error = decide(self.gate, self.beam, frame.t_acq_s, inputs, frame_age_s, fault)
+            if beam_error is not None:
+                # The gate has held with beam_fault (its release delay restarts); hold the
+                # beam by every other way.
                 self._guarded_hold(BEAM_FAULT, self._last_t_acq_s)
         latency_us = (time.perf_counter() - frame.t_recv_s) * 1e6
         # ---- beam command issued: everything below is bookkeeping -----------------

@@ -321,19 +321,15 @@ def _gate_run(
     """
     from gating.gate import Gate, GateConfig
     from hardware import BeamState, SimulatedBeam
+    from maestro.decision import GateInputs, decide
 
     gate = Gate(GateConfig(threshold_pct, settings.confidence_floor, settings.beam_on_delay_ms,
                            settings.beam_on_delay_frames, settings.max_frame_age_ms))
     beam = SimulatedBeam(latency_ms, latency_ms, clock=lambda: 0.0)
     commanded = np.zeros(t_acq_s.size, dtype=bool)
     for k in range(t_acq_s.size):
-        d = gate.decide(float(t_acq_s[k]), float(outside_pct[k]), float(gate_confidence[k]),
-                        bool(valid[k]), 0.0)
-        commanded[k] = d.beam_on
-        if d.beam_on:
-            beam.release(t_s=float(t_acq_s[k]))
-        else:
-            beam.hold(d.reason, t_s=float(t_acq_s[k]))
+        inputs = GateInputs(float(outside_pct[k]), float(gate_confidence[k]), bool(valid[k]))
+        commanded[k] = decide(gate, beam, float(t_acq_s[k]), inputs)[0].beam_on
     times = np.array([tr.t_effective_s for tr in beam.transitions], dtype=np.float64)
     on = np.array([tr.state is BeamState.ON for tr in beam.transitions], dtype=bool)
     return commanded, times, on
