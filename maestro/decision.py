@@ -57,11 +57,6 @@ class GateInputs:
         ``registered`` False when the deformable mode's registration failed."""
         return cls(outside_pct, result.gate_confidence, result.valid, registered and not result.inconsistent)
 
-    @classmethod
-    def untracked(cls) -> GateInputs:
-        """The inputs of a frame that could not be tracked (it holds as a tracking fault)."""
-        return cls(100.0, 0.0, False)
-
 
 def decide(
     gate: Gate,

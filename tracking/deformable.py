@@ -731,9 +731,13 @@ def fused_affine(
     if not 0.0 <= rigid_share <= 1.0:
         raise ValueError(f"rigid_share: must be in [0, 1], got {rigid_share!r}")
     out = np.array(affine, dtype=np.float64).reshape(2, 3)
-    row, col = propagated_centroid_px(reference_centroid_px, out)
-    out[0, 2] += rigid_share * (reference_centroid_px[0] + rigid_shift_px[0] - row)
-    out[1, 2] += rigid_share * (reference_centroid_px[1] + rigid_shift_px[1] - col)
+    # Python floats, not numpy scalars: this runs on every deformable frame. The same
+    # operations in the same order as propagated_centroid_px.
+    (a00, a01, b0), (a10, a11, b1) = out.tolist()
+    r0, c0 = float(reference_centroid_px[0]), float(reference_centroid_px[1])
+    row, col = a00 * r0 + a01 * c0 + b0, a10 * r0 + a11 * c0 + b1
+    out[0, 2] = b0 + rigid_share * (r0 + rigid_shift_px[0] - row)
+    out[1, 2] = b1 + rigid_share * (c0 + rigid_shift_px[1] - col)
     return out
 
 

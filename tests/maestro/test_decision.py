@@ -36,7 +36,7 @@ def test_inputs_of_a_tracking_result(result: TrackResult, registered: bool, want
     (GateInputs(4.0, 0.4, True), LOW_CONFIDENCE),
     (GateInputs(4.0, 0.9, True, consistent=False), INCONSISTENT),
     (GateInputs(math.nan, 0.9, True), TRACKING_FAULT),
-    (GateInputs.untracked(), TRACKING_FAULT),
+    (GateInputs(100.0, 0.0, False), TRACKING_FAULT),  # what the session passes for an untrackable frame
 ])
 def test_the_step_decides_as_the_gate_and_commands_the_beam(inputs: GateInputs, reason: str) -> None:
     gate, reference = Gate(GateConfig(10.0, 0.5)), Gate(GateConfig(10.0, 0.5))
