@@ -26,7 +26,7 @@ import pytest
 
 from hardware.trackrad import write_case
 from maestro.phantom import generate_session
-from maestro.validate import ValidationSettings, run_cohort
+from maestro.validation import ValidationSettings, run_cohort
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (the cluster extra)")
 
@@ -48,7 +48,7 @@ def _cohort(folder: Path, quick: bool) -> list[Path]:
 
 
 def test_cohort_throughput_local_pool_and_dask_cluster(quick: bool, figures, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from maestro.validate_cluster import run_cohort_on_cluster
+    from maestro.validation.cluster import run_cohort_on_cluster
 
     paths = _cohort(tmp_path / "cohort", quick)
     configs = len(SETTINGS.configurations())

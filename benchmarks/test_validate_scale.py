@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hardware.trackrad import write_case
 from maestro.phantom import generate_session
-from maestro.validate import ValidationSettings, run_cohort, write_outputs
+from maestro.validation import ValidationSettings, run_cohort, write_outputs
 
 GOAL_SESSIONS = 50
 GOAL_SECONDS = 300.0

@@ -1,6 +1,6 @@
 """The defaults a session starts from, in one place.
 
-:class:`maestro.session.SessionConfig`, :class:`maestro.validate.ValidationSettings` and the
+:class:`maestro.session.SessionConfig`, :class:`maestro.validation.ValidationSettings` and the
 options of ``maestro replay``, ``live``, ``validate`` and ``accuracy`` all take their
 defaults from here, so a changed default changes every command together. The tracker's,
 the gate's and the uncertainty allowance's own choices stay with the library that explains

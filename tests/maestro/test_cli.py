@@ -82,7 +82,7 @@ def test_tracker_defaults_are_the_trackers(command: str, tmp_path) -> None:  # t
     the session and the validation sweep."""
     from maestro.cli import build_parser
     from maestro.session import SessionConfig
-    from maestro.validate import ValidationSettings
+    from maestro.validation import ValidationSettings
     from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM
 
     parser = build_parser()

@@ -10,7 +10,7 @@ import pytest
 from maestro import defaults
 from maestro.cli import build_parser
 from maestro.session import SessionConfig
-from maestro.validate import ValidationSettings
+from maestro.validation import ValidationSettings
 
 #: option / field name -> the shared default
 SHARED = {

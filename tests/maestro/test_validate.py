@@ -26,7 +26,7 @@ from hardware.trackrad import write_case
 from maestro.cli import main
 from maestro.phantom import generate_session
 from maestro.session import GatingSession, SessionConfig
-from maestro.validate import Progress, ValidationSettings, config_of, find_cases, run_case
+from maestro.validation import Progress, ValidationSettings, config_of, find_cases, run_case
 
 SECONDS = 8.0
 KIM_TRACES = ("LiverTraj_LargeSI70s_robot.txt", "LiverTraj_Erratic70s_robot.txt",
@@ -235,7 +235,7 @@ def test_re_run_gate_reproduces_the_live_pass_and_gating_session(
 
 
 def test_progress_bar_shows_cases_rate_and_time_left() -> None:
-    from maestro.validate import CaseResult
+    from maestro.validation import CaseResult
 
     clock = iter([0.0, 10.0, 20.0])
     stream = io.StringIO()

@@ -330,14 +330,14 @@ def test_a_worker_running_other_code_is_refused(cluster: _Cluster) -> None:
         # Every process's own pid: the workers' differ from ours, as other code would.
         with pytest.raises(InputError, match="run different maestro-gating code"):
             check_same_code(c, os.getpid, cluster.address)
-        from maestro.validate_cluster import code_fingerprint
+        from maestro.validation.cluster import code_fingerprint
 
         assert check_same_code(c, code_fingerprint, cluster.address) == 2
 
 
 def test_a_case_a_worker_cannot_see_is_named(tmp_path: Path) -> None:
-    from maestro.validate import ValidationSettings
-    from maestro.validate_cluster import run_case_on_worker
+    from maestro.validation import ValidationSettings
+    from maestro.validation.cluster import run_case_on_worker
 
     res = run_case_on_worker(str(tmp_path / "not-shared" / "case7"), ValidationSettings())
     assert not res.ok and res.name == "case7"

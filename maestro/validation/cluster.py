@@ -1,7 +1,7 @@
 """``maestro validate --scheduler``: a cohort's cases on a Dask distributed cluster.
 
 One task per case: a case's tracking pass, its sweep and its figures run on one worker
-(:func:`maestro.validate.run_case_safe`, the function the local process pool runs), so
+(:func:`maestro.validation.sweep.run_case_safe`, the function the local process pool runs), so
 a result computed on the cluster is the result computed locally. The sweep is not split
 across tasks: it needs the tracking pass's per-frame results and the case's labels
 (tens of MB for a 10-minute fraction), and takes a fraction of the case's time (see the
@@ -24,7 +24,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import TextIO
 
-from maestro.validate import CaseResult, Progress, ValidationSettings, failed_case, run_case_safe
+from maestro.validation.cohort import Progress
+from maestro.validation.results import CaseResult, failed_case
+from maestro.validation.settings import ValidationSettings
+from maestro.validation.sweep import run_case_safe
 
 #: The packages whose code computes a validation result.
 _PACKAGES = ("tracking", "gating", "hardware", "maestro")

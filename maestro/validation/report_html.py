@@ -17,7 +17,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from maestro.validate import SUMMARY_COLUMNS, CaseResult, ValidationSettings, config_of, summary_row
+from maestro.validation.results import CaseResult
+from maestro.validation.settings import CLINICAL_SETTINGS, ValidationSettings, config_of
+from maestro.validation.tables import SUMMARY_COLUMNS, summary_row
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -89,8 +91,6 @@ _SWEEP_COLUMNS = (
 
 
 def _clinical(row: dict[str, Any]) -> str:
-    from maestro.validate import CLINICAL_SETTINGS
-
     return "clinical" if (row.get("margin_mm"), row.get("threshold_pct")) in CLINICAL_SETTINGS else ""
 
 
@@ -172,7 +172,7 @@ def _ran_on(meta: dict[str, Any]) -> str:
 def render(results: Sequence[CaseResult], settings: ValidationSettings, cohort_sweep: list[dict[str, float]],
            meta: dict[str, Any]) -> str:
     """The whole report as an HTML document."""
-    from maestro import report_plots
+    from maestro.validation import report_plots
 
     ok = [r for r in results if r.ok]
     rows = []

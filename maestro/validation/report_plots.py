@@ -7,6 +7,7 @@ they can be rendered in worker processes.
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 from typing import TYPE_CHECKING
@@ -14,13 +15,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from maestro.validate import CLINICAL_SETTINGS, png_base64
+from maestro.validation.settings import CLINICAL_SETTINGS
 
 if TYPE_CHECKING:
-    from maestro.validate import CaseResult
+    from maestro.validation.results import CaseResult
 
 _DPI = 80
 _ON_COLOUR = "#2ca02c"
+
+
+def png_base64(png: bytes) -> str:
+    """PNG bytes as the base64 text an ``<img src="data:...">`` embeds."""
+    return base64.b64encode(png).decode("ascii")
 
 
 def _png(fig: Figure) -> str:
