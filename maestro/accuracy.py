@@ -440,7 +440,7 @@ def evaluate_gating(
 @dataclass(frozen=True)
 class RealisticAccuracy:
     """Tracking of one realistic case (a lesion in a real volunteer's motion field,
-    :mod:`maestro.motion_phantom`) in one mode, frames after the first.
+    :mod:`maestro.phantom.motion`) in one mode, frames after the first.
 
     Attributes
     ----------
@@ -534,7 +534,7 @@ def evaluate_realistic(
     from gating.gate import Gate, GateConfig
     from gating.metrics import outside_pct_from_distances, relative_d98, resample_mask_1mm, trackrad_frame
     from maestro.decision import GateInputs, decide
-    from maestro.motion_phantom import motion_case, motion_case_phantom
+    from maestro.phantom.motion import motion_case, motion_case_phantom
     from maestro.tracked_labels import moved_mask
     from tracking.deformable import AffineRegistration, propagate_mask
     from tracking.tracker import TemplateTracker
@@ -778,7 +778,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
 
     if args.realistic is not None:
         from hardware import InputError
-        from maestro.motion_phantom import MOTION_CASES
+        from maestro.phantom.motion import MOTION_CASES
 
         if not args.realistic.is_dir():
             raise InputError(args.realistic, "--realistic", "must be a folder holding one DICOM cine series")

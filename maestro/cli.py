@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--motion-from", type=Path, default=None, metavar="SERIES",
                     help="move the anatomy with the dense motion measured on a real DICOM cine series "
                          "(optical flow; the series' own anatomy is re-rendered with an inserted lesion, "
-                         "see maestro/motion_phantom.py); not with --trace")
+                         "see maestro/phantom/motion.py); not with --trace")
     pp.add_argument("--motion-case", default=None, metavar="NAME",
                     help="with --motion-from: a named lesion placement on the liver series (default: the first)")
     pp.add_argument("--lesion-at", type=point, default=None, metavar="ROW,COL",
@@ -269,7 +269,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 def _motion_session(args: argparse.Namespace):
     """The phantom session moved by a real series' motion (``--motion-from``)."""
-    from maestro.motion_phantom import MotionPhantom, generate_motion_session, lesion_for, liver_polygon_for, series_field
+    from maestro.phantom.motion import MotionPhantom, generate_motion_session, lesion_for, liver_polygon_for, series_field
 
     for given, name in ((args.trace is not None, "--trace"), (args.loop, "--loop"), (args.excursion_mm, "--excursion-mm")):
         if given:

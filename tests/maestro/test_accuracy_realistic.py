@@ -1,5 +1,5 @@
 """The accuracy targets of issue 12 on the realistic cases: lesions in the motion field
-of a real volunteer series (:mod:`maestro.motion_phantom`), tracked with replay's defaults
+of a real volunteer series (:mod:`maestro.phantom.motion`), tracked with replay's defaults
 (the deformable mode) at both MRIdian geometries, every case, tuning and held-out.
 
 Bounded: 40 s of each case, as the README's table (``maestro accuracy --realistic
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from maestro.accuracy import evaluate_realistic
-from maestro.motion_phantom import MOTION_CASES
+from maestro.phantom.motion import MOTION_CASES
 
 pytestmark = pytest.mark.system
 

@@ -1,4 +1,4 @@
-"""Tests of the phantom moved by a real series' motion (maestro.motion_phantom).
+"""Tests of the phantom moved by a real series' motion (maestro.phantom.motion).
 
 The synthetic tests apply a known translation or affine field to a synthetic image and
 compare the ground truth with analytic values and with naive references (a per-pixel
@@ -19,7 +19,7 @@ from shapely import affinity
 
 from hardware.trackrad import read_case
 from maestro.cli import main
-from maestro.motion_phantom import (
+from maestro.phantom.motion import (
     KS81_LIVER_POLYGON_PX,
     MIN_JACOBIAN,
     MOTION_CASES,

@@ -14,11 +14,11 @@ from maestro.cli import BUNDLED_SESSION, main
 from maestro.phantom import (
     GEOMETRIES,
     TracePhantom,
-    _lesion_occupancy,
     generate_session,
     generate_trace_session,
     trace_displacement_mm,
 )
+from maestro.phantom.trace import _lesion_occupancy
 
 PERIOD_S = 4.0
 

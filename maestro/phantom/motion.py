@@ -108,7 +108,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from maestro.phantom import GEOMETRIES, Geometry, TraceFrame
+from maestro.phantom.acquisition import rician_uint16
+from maestro.phantom.geometry import GEOMETRIES, Geometry
+from maestro.phantom.trace import TraceFrame
 
 if TYPE_CHECKING:
     from hardware.dicom_series import DicomSeries
@@ -765,9 +767,7 @@ class MotionPhantom:
             alpha = 1.0 / (1.0 + np.exp(np.clip(sd / self.lesion.edge_mm, -50.0, 50.0)))
             sub[wr, wc] += (alpha * (self._lesion_value - sub[wr, wc])).astype(np.float32)
             clean = np.maximum(sub.reshape(rows, s, cols, s).mean(axis=(1, 3), dtype=np.float64), 0.0)
-            noise = self._rng.standard_normal((2, rows, cols)) * self._noise_sigma
-            magnitude = np.hypot(clean + noise[0], noise[1])
-            pixels = np.clip(np.rint(magnitude), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+            pixels = rician_uint16(clean, self._rng, self._noise_sigma)
             frac, _ = self._labels(k, window, q_row[wr, wc], q_col[wr, wc])
             label = np.zeros(self.shape, dtype=np.float32)
             label[window] = frac
@@ -920,7 +920,7 @@ def motion_case_phantom(
     from the project root.
     """
     if series_folder is None:
-        series_folder = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cine" / _KS81_FOLDER_NAME
+        series_folder = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cine" / _KS81_FOLDER_NAME
     series, field = series_field(series_folder)
     case = motion_case(case_name)
     return MotionPhantom(series.frames, series.times_s, series.spacing_mm, geometry, seconds, seed,

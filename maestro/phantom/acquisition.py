@@ -1,0 +1,110 @@
+"""The acquisition: the point-spread blur, the cine grid, and the one render step every
+generator uses (warp, intensity, Rician noise, uint16)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from maestro.phantom.anatomy import GRID_ORIGIN_MM, PITCH_MM, Anatomy, body_weight
+from maestro.phantom.geometry import Geometry
+
+PSF_SIGMA_PX = 0.5  # PSF standard deviation in output pixels
+_SHADING_GAIN = 0.2  # coil shading: +20 % at x = +-175 mm (anterior/posterior coils)
+
+
+def prepare_acquisition(model: Anatomy, geo: Geometry) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The blurred model and the cine grid it is sampled on.
+
+    Returns
+    -------
+    blurred : ndarray
+        The acquisition blur applied once to the static model (the warp is locally a
+        translation, so blurring before or after it is the same to within the wall ramp).
+    (y, x, w_px, row_index, col_index, shading) : tuple of (rows, cols) ndarray
+        Pixel centres (mm from the image centre), fine-grid indices per mm of
+        displacement, the fine-grid indices of the pixel centres, and the coil shading.
+    """
+    blurred = ndimage.gaussian_filter(model.fine, PSF_SIGMA_PX * geo.spacing_mm / PITCH_MM)
+    rows, cols = geo.shape
+    y = ((np.arange(rows) - (rows - 1) / 2.0) * geo.spacing_mm)[:, None] + np.zeros((1, cols))
+    x = np.zeros((rows, 1)) + ((np.arange(cols) - (cols - 1) / 2.0) * geo.spacing_mm)[None, :]
+    w_px = body_weight(model.body, y, x) / PITCH_MM
+    row_index = (y - GRID_ORIGIN_MM) / PITCH_MM
+    col_index = (x - GRID_ORIGIN_MM) / PITCH_MM
+    shading = 1.0 + _SHADING_GAIN * (x / 175.0) ** 2
+    return blurred, (y, x, w_px, row_index, col_index, shading)
+
+
+def render_frame(
+    blurred: np.ndarray,
+    grid: tuple[np.ndarray, ...],
+    d_row_mm: float,
+    d_col_mm: float,
+    coords: np.ndarray,
+    rng: np.random.Generator,
+    noise_sigma: float,
+    composite: Callable[[np.ndarray], None] | None = None,
+    intensity: np.ndarray | None = None,
+) -> np.ndarray:
+    """One cine frame of the warped anatomy: every breathing-model and trace-driven frame.
+
+    The blurred model is sampled (bilinear) at the pixel centres moved back by the
+    anatomy's displacement, ``source = centre - w(centre) d``; ``composite`` may then
+    paint into the clean image (the trace phantom's lesion); the image is multiplied by
+    ``intensity`` (default: the coil shading) and acquired by :func:`rician_uint16`.
+
+    Parameters
+    ----------
+    blurred, grid
+        From :func:`prepare_acquisition`.
+    d_row_mm, d_col_mm : float
+        The anatomy's displacement (row + inferior, col + posterior), mm.
+    coords : (2, rows, cols) float64 ndarray
+        Scratch space for the sampling coordinates (overwritten).
+    rng : numpy.random.Generator
+        The noise generator (consumed: one (2, rows, cols) draw).
+    noise_sigma : float
+        Gaussian noise sigma per channel, intensity units.
+    composite : callable or None
+        Called with the clean (rows, cols) float64 image to modify it in place.
+    intensity : (rows, cols) ndarray or None
+        Multiplier of the clean image; ``None`` for the grid's coil shading.
+
+    Returns
+    -------
+    (rows, cols) uint16 ndarray
+    """
+    _, _, w_px, row_index, col_index, shading = grid
+    np.subtract(row_index, w_px * d_row_mm, out=coords[0])
+    np.subtract(col_index, w_px * d_col_mm, out=coords[1])
+    clean = ndimage.map_coordinates(blurred, coords, order=1, mode="nearest")
+    if composite is not None:
+        composite(clean)
+    clean *= shading if intensity is None else intensity
+    return rician_uint16(clean, rng, noise_sigma)
+
+
+def rician_uint16(clean: np.ndarray, rng: np.random.Generator, noise_sigma: float) -> np.ndarray:
+    """The magnitude image of ``clean`` with Gaussian noise on both channels (Rician),
+    rounded to uint16: the last step of every generator's frame (this package's and
+    :mod:`maestro.phantom.motion`'s).
+
+    Parameters
+    ----------
+    clean : (rows, cols) float ndarray
+        The noise-free image, intensity units (liver ~100).
+    rng : numpy.random.Generator
+        Consumed: one (2, rows, cols) standard-normal draw.
+    noise_sigma : float
+        Sigma per channel, intensity units.
+
+    Returns
+    -------
+    (rows, cols) uint16 ndarray
+    """
+    noise = rng.standard_normal((2, *clean.shape)) * noise_sigma
+    magnitude = np.hypot(clean + noise[0], noise[1])
+    return np.clip(np.rint(magnitude), 0, np.iinfo(np.uint16).max).astype(np.uint16)
