@@ -1,5 +1,6 @@
-"""Option value types shared by every ``maestro`` command, and the option groups that
-``maestro replay`` and ``maestro live`` share.
+"""Option value types shared by every ``maestro`` command, the option groups that
+``maestro replay`` and ``maestro live`` share and what they build from them (the session's
+configuration, its recording), and where the checkout and the bundled session are.
 
 Each type is an ``argparse`` ``type=`` callable that turns the option's text into its value
 or refuses it with :class:`argparse.ArgumentTypeError` naming the rule it enforces; the
@@ -9,16 +10,30 @@ parser (:func:`maestro.cli.build_parser`) prints that as one line with exit stat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hardware import InputError
 from maestro import defaults
 
 __all__ = [
-    "add_session_options", "add_target_options", "box", "count", "number", "point", "port", "positive_count", "spacing",
+    "BUNDLED_SESSION", "PROJECT_ROOT", "add_session_options", "add_target_options", "box", "count", "number",
+    "open_recorder", "point", "port", "positive_count", "session_config", "spacing", "start_recording",
 ]
+
+#: The folder holding the packages: the source checkout when installed editable (see
+#: README.md), site-packages when installed from a wheel.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_SESSION: Path
+try:
+    #: The bundled phantom session replayed when ``maestro replay`` gets no SOURCE:
+    #: ``replay_data/`` of the checkout, installed as ``maestro_replay_data``.
+    from maestro_replay_data import BUNDLED_SESSION  # pyright: ignore[reportMissingImports]  # replay_data/, installed
+except ImportError:  # a checkout on sys.path without the project installed
+    BUNDLED_SESSION = PROJECT_ROOT / "replay_data" / "mridian-8fps-seed1"
 
 
 def number(low: float | None = None, low_inclusive: bool = True, high: float | None = None) -> Callable[[str], float]:
@@ -159,3 +174,33 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
                    help="simulated beam's response time to a release (ms, default 0)")
     b.add_argument("--beam-off-latency-ms", type=number(0.0), default=0.0,
                    help="simulated beam's response time to a hold (ms, default 0)")
+
+
+# -- what replay and live build from those options ----------------------------------------
+def session_config(args: argparse.Namespace) -> Any:
+    """The :class:`~maestro.session.SessionConfig` from every option named like one of its fields."""
+    from maestro.session import SessionConfig
+    from maestro.target import check_target_options
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SessionConfig) if hasattr(args, f.name)}
+    check_target_options(values.get("target_box"), values.get("target_rtstruct"), values.get("roi"))
+    return SessionConfig(**values)
+
+
+def open_recorder(out: Path):
+    """Open the session recording, refusing an output folder that cannot be written."""
+    from maestro.recording import SessionRecorder
+
+    try:
+        return SessionRecorder(out)
+    except OSError as exc:
+        raise InputError(out, "--out", f"cannot write the recording there ({exc.strerror or exc})") from None
+
+
+def start_recording(recorder, meta: dict) -> None:
+    """Write the starting ``session.json``; an output that refuses it is bad input."""
+    try:
+        recorder.start(meta)
+    except OSError as exc:
+        recorder.close()
+        raise InputError(recorder.session_path, "--out", f"cannot write session.json ({exc.strerror or exc})") from None

@@ -113,7 +113,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from hardware.beam_protocol import PROTOCOL
     from hardware.beam_tcp import TcpBeam
     from hardware.mridian_source import MRIdianSource
-    from maestro.cli import open_recorder, session_config, start_recording
+    from maestro.cli_args import open_recorder, session_config, start_recording
     from maestro.report_text import format_summary
     from maestro.session import GatingSession, session_description
 

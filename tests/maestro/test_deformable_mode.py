@@ -72,7 +72,8 @@ def test_deformable_is_replays_default_and_rigid_opts_out() -> None:
     and on the command line; --rigid and --deformable exclude each other."""
     import pytest
 
-    from maestro.cli import build_parser, session_config
+    from maestro.cli import build_parser
+    from maestro.cli_args import session_config
 
     assert SessionConfig().deformable is True
     parser = build_parser()
