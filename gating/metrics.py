@@ -79,6 +79,9 @@ from typing import cast
 import numpy as np
 from scipy import ndimage
 
+from gating.centroid import mask_centroid_px
+from gating.masks import dice
+
 log = logging.getLogger(__name__)
 
 #: Dilation of the first label that makes the challenge's dose map, in mm (1 mm pixels).
@@ -248,18 +251,16 @@ def trackrad_frame(pred_1mm: np.ndarray, true_1mm: np.ndarray) -> TrackradFrame 
         return TrackradFrame(0.0, penalty, penalty, penalty, True, (math.nan, math.nan))
     # Everything below happens in the union's bounding box (plus one background pixel).
     p, t, _ = _crop_union(pred, true)
-    n_pred = int(np.count_nonzero(p))
-    n_true = int(np.count_nonzero(t))
-    dice = 2.0 * int(np.count_nonzero(p & t)) / (n_pred + n_true)
+    overlap = dice(p, t)
     ps, ts = _surface(p), _surface(t)
     d_pt = _directed_surface_distances_mm(ps, ts)
     d_tp = _directed_surface_distances_mm(ts, ps)
     hd95 = max(_percentile(d_pt, 95.0), _percentile(d_tp, 95.0))
     msd = float(d_pt.mean())
-    pr, pc = np.nonzero(p)
-    tr, tc = np.nonzero(t)
-    shift = (float(pr.mean() - tr.mean()), float(pc.mean() - tc.mean()))
-    return TrackradFrame(dice, hd95, msd, math.hypot(*shift), False, shift)
+    # Both masks are non-empty here (the empty cases returned above).
+    (pr, pc), (tr, tc) = mask_centroid_px(p), mask_centroid_px(t)  # type: ignore[misc]
+    shift = (pr - tr, pc - tc)
+    return TrackradFrame(overlap, hd95, msd, math.hypot(*shift), False, shift)
 
 
 # -- dose metric -----------------------------------------------------------------------------

@@ -45,7 +45,6 @@ outline of the mask's largest 4-connected component (holes filled) along pixel e
 from __future__ import annotations
 
 import logging
-import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -375,49 +374,3 @@ def mask_to_contour(mask: np.ndarray, cine_id: int, *, need_soften: bool = False
     """A contour outlining ``mask`` (see :func:`mask_outline`) in normalised coordinates."""
     mask = np.asarray(mask, dtype=bool)
     return TrackingContour(cine_id, pixels_to_normalised(mask_outline(mask), mask.shape), need_soften, contour_mode)
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """How well a tracked mask agrees with a reference mask on one frame.
-
-    Attributes
-    ----------
-    dice : float
-        2 |A & B| / (|A| + |B|); NaN when both are empty.
-    centroid_distance_mm : float
-        Distance between the centroids in mm; NaN when either is empty.
-    """
-
-    dice: float
-    centroid_distance_mm: float
-
-
-def mask_centroid_px(mask: np.ndarray) -> tuple[float, float] | None:
-    """(row, col) centroid of a mask's pixel centres in pixel-index coordinates, or None."""
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return None
-    return float(rows.mean()), float(cols.mean())
-
-
-def mask_agreement(tracked: np.ndarray, reference: np.ndarray, spacing_mm: tuple[float, float],
-                   tracked_centroid_px: tuple[float, float] | None = None) -> Agreement:
-    """Dice and centroid distance between two (H, W) bool masks.
-
-    ``tracked_centroid_px`` overrides the tracked mask's centroid (e.g. the sub-pixel
-    tracked position, where the mask is shifted by whole pixels).
-    """
-    tracked = np.asarray(tracked, dtype=bool)
-    reference = np.asarray(reference, dtype=bool)
-    if tracked.shape != reference.shape:
-        raise ValueError(f"tracked {tracked.shape} and reference {reference.shape} must have the same shape")
-    total = int(tracked.sum()) + int(reference.sum())
-    dice = 2.0 * int(np.count_nonzero(tracked & reference)) / total if total else math.nan
-    a = tracked_centroid_px if tracked_centroid_px is not None else mask_centroid_px(tracked)
-    b = mask_centroid_px(reference)
-    if a is None or b is None:
-        distance = math.nan
-    else:
-        distance = math.hypot((a[0] - b[0]) * spacing_mm[0], (a[1] - b[1]) * spacing_mm[1])
-    return Agreement(dice, distance)

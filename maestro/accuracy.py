@@ -197,8 +197,9 @@ def evaluate_tracking(
         (:data:`tracking.deformable.RIGID_SHARE`, as replay; 0: the propagated centroid
         alone).
     """
-    from scipy import ndimage
 
+    from gating.masks import dice as mask_dice
+    from gating.masks import moved_mask
     from maestro.phantom import TRACE_STRAIN_PER_MM, TracePhantom
     from tracking.deformable import AffineRegistration, propagate_mask
     from tracking.multi_reference import MultiReferenceTracker
@@ -252,18 +253,18 @@ def evaluate_tracking(
                 flagged[f.index] = True
                 registration_ok[f.index] = False
                 tracked[f.index] = (r.row_mm, r.col_mm)
-                moved = ndimage.shift(ref_fraction, (r.row_px, r.col_px), order=1) >= 0.5
+                moved = moved_mask(ref_fraction, r.row_px, r.col_px)
             else:
                 tracked[f.index] = registered[:2]
                 moved = propagate_mask(ref_fraction, registered[2])
         elif r.valid:
             tracked[f.index] = (r.row_mm, r.col_mm)
-            moved = ndimage.shift(ref_fraction, (r.row_px, r.col_px), order=1) >= 0.5
+            moved = moved_mask(ref_fraction, r.row_px, r.col_px)
         if score_dice:
             if r.valid:
                 assert moved is not None
                 truth = f.label_fraction >= 0.5
-                dice.append(2.0 * np.count_nonzero(moved & truth) / (moved.sum() + truth.sum()))
+                dice.append(mask_dice(moved, truth))
             else:
                 dice.append(0.0)
     truth = np.asarray(phantom.trajectory_mm)
@@ -532,10 +533,10 @@ def evaluate_realistic(
     from gating.boundary import GatingGeometry
     from gating.deformed_outside import DeformedOutside
     from gating.gate import Gate, GateConfig
+    from gating.masks import moved_mask
     from gating.metrics import outside_pct_from_distances, relative_d98, resample_mask_1mm, trackrad_frame
     from maestro.decision import GateInputs, decide
     from maestro.phantom.motion import motion_case, motion_case_phantom
-    from maestro.tracked_labels import moved_mask
     from tracking.deformable import AffineRegistration, propagate_mask
     from tracking.tracker import TemplateTracker
 

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gating.centroid import mask_centroid_px
+from gating.masks import mask_agreement
 from hardware.frame import Frame
-from hardware.roi_contours import mask_agreement, mask_centroid_px
 from maestro.recording import FrameRecord
 from tracking.tracker import TrackResult
 

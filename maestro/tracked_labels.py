@@ -9,32 +9,17 @@ TrackRAD2025 layout for the challenge's evaluation code.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage
 
+from gating.masks import moved_mask
 from maestro.recording import FrameRecord
 
 if TYPE_CHECKING:
     from maestro.session import GatingSession
 
-__all__ = ["TrackedLabels", "moved_mask"]
-
-
-def moved_mask(mask: np.ndarray, row_px: float, col_px: float) -> np.ndarray:
-    """(H, W) bool: ``mask`` moved by (row_px, col_px) pixels, sub-pixel, threshold 0.5.
-
-    All False when a displacement is not finite.
-    """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask: must be 2D, got {mask.ndim}D")
-    if not (math.isfinite(row_px) and math.isfinite(col_px)):
-        return np.zeros(mask.shape, dtype=bool)
-    moved = ndimage.shift(mask.astype(np.float64), (row_px, col_px), order=1, mode="constant", cval=0.0)
-    return moved >= 0.5
+__all__ = ["TrackedLabels"]
 
 
 class TrackedLabels:

@@ -21,7 +21,6 @@ from hardware.roi_contours import (
     contours_by_frame,
     decode_contours,
     encode_contours,
-    mask_agreement,
     mask_outline,
     mask_to_contour,
     polygon_mask,
@@ -224,16 +223,3 @@ def test_normalised_coordinates_put_0_0_at_the_upper_left_corner() -> None:
     mask[0, 0:2] = True
     c = mask_to_contour(mask, 0)
     assert {tuple(p) for p in c.points.tolist()} == {(0.0, 0.0), (0.25, 0.0), (0.25, 0.25), (0.0, 0.25)}
-
-
-def test_agreement_hand_computed() -> None:
-    a = np.zeros((6, 6), bool)
-    b = np.zeros((6, 6), bool)
-    a[1:3, 1:3] = True
-    b[1:3, 2:4] = True
-    agr = mask_agreement(a, b, (2.0, 3.0))
-    assert agr.dice == pytest.approx(2 * 2 / 8)
-    assert agr.centroid_distance_mm == pytest.approx(3.0)
-    empty = mask_agreement(np.zeros((2, 2), bool), np.zeros((2, 2), bool), (1.0, 1.0))
-    assert math.isnan(empty.dice) and math.isnan(empty.centroid_distance_mm)
-    assert mask_agreement(a, b, (1.0, 1.0), tracked_centroid_px=(1.5, 2.5)).centroid_distance_mm == 0.0

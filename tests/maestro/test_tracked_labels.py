@@ -6,32 +6,17 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 
 from maestro.cli import main
 from maestro.recording import FrameRecord
-from maestro.tracked_labels import TrackedLabels, moved_mask
+from maestro.tracked_labels import TrackedLabels
 
 
 def _square(shape: tuple[int, int] = (20, 20)) -> np.ndarray:
     m = np.zeros(shape, dtype=bool)
     m[5:9, 6:10] = True
     return m
-
-
-def test_moved_mask_hand_computed() -> None:
-    m = _square()
-    np.testing.assert_array_equal(moved_mask(m, 0.0, 0.0), m)
-    np.testing.assert_array_equal(moved_mask(m, 3.0, -2.0), np.roll(np.roll(m, 3, 0), -2, 1))
-    # 0.4 px: each pixel keeps >= 0.6 of its own value, the next gets 0.4 -> unchanged
-    np.testing.assert_array_equal(moved_mask(m, 0.4, 0.0), m)
-    # 0.6 px: the first row drops to 0.4, a new row below reaches 0.6 -> moved by one
-    np.testing.assert_array_equal(moved_mask(m, 0.6, 0.0), np.roll(m, 1, 0))
-    assert not moved_mask(m, math.nan, 0.0).any()
-    assert not moved_mask(m, 30.0, 0.0).any()  # moved out of the image
-    with pytest.raises(ValueError, match="^mask: must"):
-        moved_mask(np.zeros(4, dtype=bool), 0.0, 0.0)
 
 
 def test_collector_builds_one_mask_per_record() -> None:
