@@ -257,9 +257,9 @@ def trackrad_frame(pred_1mm: np.ndarray, true_1mm: np.ndarray) -> TrackradFrame 
     d_tp = _directed_surface_distances_mm(ts, ps)
     hd95 = max(_percentile(d_pt, 95.0), _percentile(d_tp, 95.0))
     msd = float(d_pt.mean())
-    # Both masks are non-empty here (the empty cases returned above).
-    (pr, pc), (tr, tc) = mask_centroid_px(p), mask_centroid_px(t)  # type: ignore[misc]
-    shift = (pr - tr, pc - tc)
+    cp, ct = mask_centroid_px(p), mask_centroid_px(t)
+    assert cp is not None and ct is not None  # both masks are non-empty (returned above)
+    shift = (cp[0] - ct[0], cp[1] - ct[1])
     return TrackradFrame(overlap, hd95, msd, math.hypot(*shift), False, shift)
 
 

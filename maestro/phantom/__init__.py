@@ -68,8 +68,8 @@ The package
 -----------
 :mod:`~maestro.phantom.geometry` (cine modes, argument checks),
 :mod:`~maestro.phantom.breathing`, :mod:`~maestro.phantom.anatomy`,
-:mod:`~maestro.phantom.acquisition` (the PSF, the cine grid and :func:`render_frame`, the
-one render step), then the generators: :mod:`~maestro.phantom.session` (breathing
+:mod:`~maestro.phantom.acquisition` (the PSF, the cine grid, the warp of the anatomy
+and the noise step every generator ends with), then the generators: :mod:`~maestro.phantom.session` (breathing
 model), :mod:`~maestro.phantom.trace` (recorded traces) and :mod:`~maestro.phantom.motion`
 (the motion field of a real cine series; imported on its own, as it needs OpenCV).
 """

@@ -1,9 +1,7 @@
-"""The acquisition: the point-spread blur, the cine grid, and the one render step every
-generator uses (warp, intensity, Rician noise, uint16)."""
+"""The acquisition: the point-spread blur, the cine grid, the warp of the anatomy, and the
+Rician noise and uint16 rounding every generator ends with."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -38,23 +36,18 @@ def prepare_acquisition(model: Anatomy, geo: Geometry) -> tuple[np.ndarray, tupl
     return blurred, (y, x, w_px, row_index, col_index, shading)
 
 
-def render_frame(
+def warped_anatomy(
     blurred: np.ndarray,
     grid: tuple[np.ndarray, ...],
     d_row_mm: float,
     d_col_mm: float,
     coords: np.ndarray,
-    rng: np.random.Generator,
-    noise_sigma: float,
-    composite: Callable[[np.ndarray], None] | None = None,
-    intensity: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One cine frame of the warped anatomy: every breathing-model and trace-driven frame.
+    """The blurred anatomy moved by the breathing: the first step of every breathing-model
+    and trace-driven frame.
 
-    The blurred model is sampled (bilinear) at the pixel centres moved back by the
-    anatomy's displacement, ``source = centre - w(centre) d``; ``composite`` may then
-    paint into the clean image (the trace phantom's lesion); the image is multiplied by
-    ``intensity`` (default: the coil shading) and acquired by :func:`rician_uint16`.
+    The model is sampled (bilinear) at the pixel centres moved back by the anatomy's
+    displacement, ``source = centre - w(centre) d``.
 
     Parameters
     ----------
@@ -64,27 +57,16 @@ def render_frame(
         The anatomy's displacement (row + inferior, col + posterior), mm.
     coords : (2, rows, cols) float64 ndarray
         Scratch space for the sampling coordinates (overwritten).
-    rng : numpy.random.Generator
-        The noise generator (consumed: one (2, rows, cols) draw).
-    noise_sigma : float
-        Gaussian noise sigma per channel, intensity units.
-    composite : callable or None
-        Called with the clean (rows, cols) float64 image to modify it in place.
-    intensity : (rows, cols) ndarray or None
-        Multiplier of the clean image; ``None`` for the grid's coil shading.
 
     Returns
     -------
-    (rows, cols) uint16 ndarray
+    (rows, cols) float64 ndarray
+        The clean image before coil shading and noise, intensity units.
     """
-    _, _, w_px, row_index, col_index, shading = grid
+    _, _, w_px, row_index, col_index, _ = grid
     np.subtract(row_index, w_px * d_row_mm, out=coords[0])
     np.subtract(col_index, w_px * d_col_mm, out=coords[1])
-    clean = ndimage.map_coordinates(blurred, coords, order=1, mode="nearest")
-    if composite is not None:
-        composite(clean)
-    clean *= shading if intensity is None else intensity
-    return rician_uint16(clean, rng, noise_sigma)
+    return ndimage.map_coordinates(blurred, coords, order=1, mode="nearest")
 
 
 def rician_uint16(clean: np.ndarray, rng: np.random.Generator, noise_sigma: float) -> np.ndarray:
