@@ -22,6 +22,7 @@ import pytest
 from hardware import SimulatedBeam
 from maestro.display import run_with_display
 from maestro.display_feed import ReplayControl
+from maestro.observer import EachRecord
 from maestro.session import GatingSession, SessionConfig
 
 from . import workload
@@ -43,7 +44,7 @@ def _run(w: workload.Workload, n: int, display: bool) -> tuple[np.ndarray, int]:
         count[0] += 1
 
     control = ReplayControl(workload.PingPongSource(w, n), speed=SPEED)
-    session = GatingSession(control, SessionConfig(deformable=False), SimulatedBeam(), None, collect)
+    session = GatingSession(control, SessionConfig(deformable=False), SimulatedBeam(), None, [EachRecord(collect)])
     drawn = 0
     if display:
         result = run_with_display(session, control=control, keep_open=False)

@@ -14,7 +14,7 @@ Per frame:
   (``SO_TIMESTAMPNS``), so the time the bytes waited in the socket buffer for the loop
   thread to wake is counted;
 - frame received -> the endpoint's acknowledgement read back: ``TcpBeam.wait_acked``
-  after the command, in ``on_frame`` (outside the decision; the next frame is a frame
+  after the command, in a session observer (outside the decision; the next frame is a frame
   period away).
 
 Frame 0 (which builds the tracker) is left out. The replay p99 of the same case
@@ -40,6 +40,7 @@ from hardware.mridian_source import MRIdianSource
 from hardware.replay import ReplaySource
 from hardware.trackrad import read_case
 from maestro.cli import BUNDLED_SESSION
+from maestro.observer import EachFrame, EachRecord
 from maestro.session import GatingSession
 
 from .test_loop import RIGID
@@ -92,7 +93,7 @@ def _live(fps: int, n_frames: int) -> tuple[np.ndarray, np.ndarray, int]:
         ack_us = np.full(n_frames, np.nan)
         missed = 0
 
-        def on_frame(frame, record) -> None:  # type: ignore[no-untyped-def]
+        def on_frame(session, frame, record) -> None:  # type: ignore[no-untyped-def]
             nonlocal missed
             k = frame.index
             if k < n_frames:
@@ -102,7 +103,7 @@ def _live(fps: int, n_frames: int) -> tuple[np.ndarray, np.ndarray, int]:
                 else:
                     missed += 1
 
-        session = GatingSession(source, RIGID, beam, on_frame=on_frame)
+        session = GatingSession(source, RIGID, beam, [EachFrame(on_frame)])
         # A scanner that stays connected but stops sending would stall the source for
         # ever: close it (ending the run, and failing the count below) well after time.
         deadline = threading.Timer(n_frames / fps + 60.0, source.close)
@@ -128,7 +129,7 @@ def _replay_latency_us(passes: int) -> np.ndarray:
     for _ in range(passes):
         latencies: list[float] = []
         source = ReplaySource(BUNDLED_SESSION)
-        session = GatingSession(source, RIGID, SimulatedBeam(), on_record=lambda r, out=latencies: out.append(r.latency_us))
+        session = GatingSession(source, RIGID, SimulatedBeam(), observers=[EachRecord(lambda r, out=latencies: out.append(r.latency_us))])
         try:
             session.run()
         finally:

@@ -2,7 +2,7 @@
 replay throughput.
 
 Latency per frame is the session's own figure: from the frame's receive stamp to the
-beam command issued (``FrameRecord.latency_us``), collected through ``on_record`` into a
+beam command issued (``FrameRecord.latency_us``), collected by a session observer into a
 preallocated array so that the benchmark adds no allocation of its own.
 
 The loop runs in the rigid mode (:data:`RIGID`): the whole-loop budgets (p99 <= 500 us,
@@ -39,7 +39,7 @@ SETTLE_FRAMES = 1000
 
 
 class _Collector:
-    """``on_record`` callback: latency per frame, time of the first and last decisions,
+    """Session observer: latency per frame, time of the first and last decisions,
     and Python's allocated-block count at ``SETTLE_FRAMES`` and at the end."""
 
     def __init__(self, n_frames: int) -> None:
@@ -50,7 +50,7 @@ class _Collector:
         self.cpu_first = self.cpu_last = 0.0
         self.blocks_settled = self.blocks_end = 0
 
-    def __call__(self, record) -> None:  # type: ignore[no-untyped-def]
+    def frame_decided(self, session, frame, record) -> None:  # type: ignore[no-untyped-def]
         k = self.count
         self.count = k + 1
         self.latency_us[k] = record.latency_us
@@ -79,7 +79,7 @@ class _Collector:
 def test_loop_step_distribution(figures, quick: bool, phantom_8fps: workload.Workload) -> None:
     n = 10_000 if quick else 30_000
     collector = _Collector(n)
-    session = GatingSession(workload.PingPongSource(phantom_8fps, n), RIGID, SimulatedBeam(), None, collector)
+    session = GatingSession(workload.PingPongSource(phantom_8fps, n), RIGID, SimulatedBeam(), None, [collector])
     session.run()
     assert collector.count == n
     lat = collector.latency_us[1:]  # frame 0 is the reference: its latency includes set-up
@@ -166,7 +166,7 @@ def _replay(path: Path, out: Path | None) -> tuple[_Collector, float, int]:
     source = ReplaySource(path)
     collector = _Collector(source.n_frames)
     recorder = SessionRecorder(out) if out is not None else None
-    session = GatingSession(source, RIGID, SimulatedBeam(), recorder, collector)
+    session = GatingSession(source, RIGID, SimulatedBeam(), recorder, [collector])
     meta = session_description(source, RIGID)
     if recorder is not None:
         recorder.start(meta)

@@ -2,7 +2,7 @@
 in a fresh child process.
 
 "Ready" is the first frame decided: the child replays the bundled session and prints a
-line from ``on_record`` of frame 0, i.e. after warm-up, reading the recording, building
+line from an observer of frame 0, i.e. after warm-up, reading the recording, building
 the tracker and boundary and issuing the first beam command. The parent times from
 spawning the child to reading that line.
 """
@@ -27,18 +27,20 @@ _READY_SCRIPT = """
 import sys
 from hardware import SimulatedBeam
 from hardware.replay import ReplaySource
+from maestro.observer import EachRecord
 from maestro.session import GatingSession, SessionConfig
 
 def ready(record):
     sys.stdout.write("READY\\n")
     sys.stdout.flush()
 
-GatingSession(ReplaySource(sys.argv[1]), SessionConfig(), SimulatedBeam(), None, ready).run(max_frames=1)
+GatingSession(ReplaySource(sys.argv[1]), SessionConfig(), SimulatedBeam(), None, [EachRecord(ready)]).run(max_frames=1)
 """
 
 _RSS_SCRIPT = """
 import importlib, json, sys
 from hardware import SimulatedBeam
+from maestro.observer import EachRecord
 from maestro.session import GatingSession, SessionConfig
 
 n, settle = int(sys.argv[1]), int(sys.argv[2])
@@ -49,7 +51,7 @@ def on_record(record):
         rss[record.frame] = workload.rss_bytes()
 
 w = workload.phantom_workload("mridian-8fps")
-GatingSession(workload.PingPongSource(w, n), SessionConfig(), SimulatedBeam(), None, on_record).run()
+GatingSession(workload.PingPongSource(w, n), SessionConfig(), SimulatedBeam(), None, [EachRecord(on_record)]).run()
 print(json.dumps({"settled": rss[settle], "end": rss[n - 1]}))
 """
 

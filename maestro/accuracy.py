@@ -198,8 +198,8 @@ def evaluate_tracking(
         alone).
     """
 
-    from gating.masks import dice as mask_dice
-    from gating.masks import moved_mask
+    from maestro.evaluation.masks import dice as mask_dice
+    from maestro.evaluation.masks import moved_mask
     from maestro.phantom import TRACE_STRAIN_PER_MM, TracePhantom
     from tracking.deformable import AffineRegistration, propagate_mask
     from tracking.multi_reference import MultiReferenceTracker
@@ -460,7 +460,7 @@ class RealisticAccuracy:
         grids, mean over unflagged frames. The reference is frame 0's label fraction, as
         a planning contour gives it (:func:`maestro.target.structure_target`).
     relative_d98 : float
-        TrackRAD2025's dose metric (:func:`gating.metrics.relative_d98`): the D98 of the
+        TrackRAD2025's dose metric (:func:`maestro.evaluation.trackrad_metrics.relative_d98`): the D98 of the
         reference target under a dose that follows the tracked mask's centroid over the
         unflagged frames, relative to a perfectly placed one (1 = no loss).
     dice_mask_ref : float
@@ -533,9 +533,10 @@ def evaluate_realistic(
     from gating.boundary import GatingGeometry
     from gating.deformed_outside import DeformedOutside
     from gating.gate import Gate, GateConfig
-    from gating.masks import moved_mask
-    from gating.metrics import outside_pct_from_distances, relative_d98, resample_mask_1mm, trackrad_frame
     from maestro.decision import GateInputs, decide
+    from maestro.evaluation.gating_metrics import outside_pct_from_distances
+    from maestro.evaluation.masks import moved_mask
+    from maestro.evaluation.trackrad_metrics import relative_d98, resample_mask_1mm, trackrad_frame
     from maestro.phantom.motion import motion_case, motion_case_phantom
     from tracking.deformable import AffineRegistration, propagate_mask
     from tracking.tracker import TemplateTracker

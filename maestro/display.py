@@ -124,8 +124,8 @@ def run_with_display(
     Parameters
     ----------
     session : GatingSession
-        Not yet run. Its ``on_frame`` callback is taken over (an earlier one is still
-        called). Its source must allow ``close()`` from another thread while the loop
+        Not yet run. The display's feed is appended to its observers (those already
+        there are still told first). Its source must allow ``close()`` from another thread while the loop
         iterates: closing the window closes it, and the session then ends holding the
         beam.
     max_frames : int or None

@@ -337,7 +337,8 @@ class _Outbox:
 
 
 class LoopFeed:
-    """Loop side of the hand-off: :meth:`push` is the session's ``on_frame`` callback.
+    """Loop side of the hand-off: a session observer (it appends itself to the session's
+    observers), whose :meth:`push` hands each decided frame to the display.
 
     Parameters
     ----------
@@ -370,11 +371,14 @@ class LoopFeed:
         self._outbox = _Outbox(messages)
         self._slots: FrameSlots | None = None
         self._fault: str | None = None
-        self._chained: Callable[[Frame, FrameRecord], None] | None = session.on_frame
         self.pushed = 0
         self.records_dropped = 0
         self.last_record = b""
-        session.on_frame = self.push
+        session.observers.append(self)
+
+    def frame_decided(self, session: Any, frame: Frame, record: FrameRecord) -> None:
+        """The session's observer call: :meth:`push`."""
+        self.push(frame, record)
 
     def push(self, frame: Frame, record: FrameRecord) -> None:
         """Loop thread, after the beam command: hand one decided frame over; never waits.
@@ -383,8 +387,6 @@ class LoopFeed:
         window/level here, in the loop's thread (the geometry is not thread-safe); that
         first frame is the reference, whose latency already includes the set-up.
         """
-        if self._chained is not None:
-            self._chained(frame, record)
         if self._slots is None:
             if self._session.geometry is None:
                 return

@@ -44,13 +44,15 @@ FRAME_COLUMNS: tuple[str, ...] = (
 EVENT_COLUMNS: tuple[str, ...] = ("t_s", "frame", "event", "beam", "reason", "detail")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FrameRecord:
     """One row of ``frames.csv``: what the loop decided for one frame.
 
     Displacements are the target's offset from its reference position in mm along image
     rows (+ = increasing row index) and columns (+ = increasing column index). ``true_*``
-    and ``error_mm`` are NaN when the recording has no per-frame label.
+    and ``error_mm`` are NaN when the recording has no per-frame label; the session's
+    ground-truth observer writes them before the record is kept, and nothing else changes a
+    record.
     """
 
     frame: int

@@ -99,7 +99,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     recorder = open_recorder(args.out) if args.out is not None else None
     agreement = None
     if args.reference_contours is not None:
-        from maestro.reference_agreement import ReferenceAgreement
+        from maestro.evaluation.reference_agreement import ReferenceAgreement
 
         agreement = ReferenceAgreement(source.reference_masks)
     control = None
@@ -110,21 +110,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         control = ReplayControl(source, speed=1.0 if args.realtime or args.screenshot is None else None)
     tracked_labels = None
     if args.labels_out is not None:
-        from maestro.tracked_labels import TrackedLabels
+        from maestro.evaluation.tracked_labels import TrackedLabels
 
         tracked_labels = TrackedLabels(deformable=config.deformable)
     try:
         session = GatingSession(control or source, config, beam, recorder,
-                                on_frame=agreement.on_frame if agreement else None,
-                                on_record=tracked_labels.add if tracked_labels is not None else None)
+                                [o for o in (tracked_labels, agreement) if o is not None])
     except ValueError as exc:  # e.g. a prediction horizon the frame rate cannot serve
         if recorder is not None:
             recorder.close()
         raise InputError(path, "--predict-ms/--fps", str(exc)) from None
-    if agreement is not None:
-        agreement.attach(session)
-    if tracked_labels is not None:
-        tracked_labels.session = session
     meta = session_description(source, config)
     if recorder is not None:
         start_recording(recorder, meta)

@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,14 @@ from typing import Any
 import numpy as np
 
 from gating.boundary import GatingGeometry
-from gating.centroid import mask_centroid_px
 from gating.gate import BEAM_FAULT, SOURCE_FAULT, STALE_FRAME, TRACKING_FAULT, Gate, GateConfig
 from gating.uncertainty import away_from_reference_mm
 from gating.warmup import warm_up as warm_up_gating
 from hardware import BeamInterface, Frame, FrameSource, InputError
 from maestro import defaults
 from maestro.decision import GateInputs, decide
+from maestro.evaluation.ground_truth import GroundTruth
+from maestro.observer import SessionObserver
 from maestro.recording import FrameRecord, SessionRecorder
 from maestro.stats import StreamingHistogram
 from maestro.target import reference_target, structure_target
@@ -213,13 +214,12 @@ class GatingSession:
         Receives a command for every frame (hold with a reason, or release).
     recorder : SessionRecorder or None
         Writes ``frames.csv``; ``None`` records nothing.
-    on_record : callable or None
-        Called with each :class:`FrameRecord` after the beam command (e.g. a display's
-        queue); must not block.
-    on_frame : callable or None
-        Called as ``on_frame(frame, record)`` after ``on_record``, with the frame whose
-        decision the record holds (a display needs the pixels); must not block and must
-        not modify the frame.
+    observers : sequence of SessionObserver
+        Told of each frame after its beam command and its record
+        (:mod:`maestro.observer`), in order: a display, the tracked masks, validation;
+        more can be appended to :attr:`observers` before the session runs. Ground truth
+        (:class:`maestro.evaluation.ground_truth.GroundTruth`) is the session's own first
+        observer, before the record is written.
     """
 
     def __init__(
@@ -228,15 +228,16 @@ class GatingSession:
         config: SessionConfig,
         beam: BeamInterface,
         recorder: SessionRecorder | None = None,
-        on_record: Callable[[FrameRecord], None] | None = None,
-        on_frame: Callable[[Frame, FrameRecord], None] | None = None,
+        observers: Sequence[SessionObserver] = (),
     ) -> None:
         self.source = source
         self.config = config
         self.beam = beam
         self.recorder = recorder
-        self.on_record = on_record
-        self.on_frame = on_frame
+        self.observers: list[SessionObserver] = list(observers)
+        #: The truth columns of each record, from the frames' labels (set up with the
+        #: reference frame; none before).
+        self.ground_truth = GroundTruth(None)
         self.gate = Gate(config.gate_config())
         self.tracker: TemplateTracker | None = None
         self.predictor = (
@@ -247,9 +248,7 @@ class GatingSession:
         self.geometry: GatingGeometry | None = None
         self.summary = SessionSummary()
         # Constant memory however long the session: binned as they arrive.
-        self._errors_mm = StreamingHistogram(bin_width=0.001, max_value=50.0)
         self._latencies_us = StreamingHistogram(bin_width=1.0, max_value=100_000.0)
-        self._ref_label_centroid_px: tuple[float, float] | None = None
         self._shape: tuple[int, int] | None = None
         self._spacing_mm: tuple[float, float] | None = None
         self._last_t_acq_s: float | None = None
@@ -261,8 +260,8 @@ class GatingSession:
         self._watchdog: Watchdog | None = None
         self._t0 = time.perf_counter()
         #: The tracker's result for the frame being decided (``None`` when it could not be
-        #: tracked at all): what ``on_frame`` callbacks that re-analyse decisions need
-        #: beyond the record (``maestro validate``).
+        #: tracked at all): what observers that re-analyse decisions need beyond the
+        #: record (``maestro validate``).
         self.last_track: TrackResult | None = None
         #: Deformable mode: the registration, the outside percentage of the propagated
         #: target, and the last frame's affine (reference px -> frame px; None when the
@@ -333,8 +332,7 @@ class GatingSession:
         self._shape = shape
         self._spacing_mm = first.spacing_mm
         ref_label = first.label if first.label is not None else self.source.reference_label
-        if ref_label is not None:
-            self._ref_label_centroid_px = mask_centroid_px(ref_label)
+        self.ground_truth = GroundTruth(ref_label)
         log.info(
             "reference set on frame %d: target %d px, template %s, margin %.1f mm",
             first.index,
@@ -589,15 +587,6 @@ class GatingSession:
         raise RecordingFault(f"{where}: recording: {exc.strerror or exc}: beam held, session stopped") from exc
 
     def _record(self, frame, row_mm, col_mm, confidence, outside, decision, latency_us, peak, sharpness) -> FrameRecord:
-        true_row = true_col = true_out = err = math.nan
-        if frame.label is not None and self._ref_label_centroid_px is not None:
-            c = mask_centroid_px(frame.label)
-            if c is not None:
-                true_row = (c[0] - self._ref_label_centroid_px[0]) * frame.spacing_mm[0]
-                true_col = (c[1] - self._ref_label_centroid_px[1]) * frame.spacing_mm[1]
-                assert self.geometry is not None
-                true_out = self.geometry.outside_pct(true_row, true_col)
-                err = math.hypot(row_mm - true_row, col_mm - true_col)
         record = FrameRecord(
             frame=frame.index,
             t_acq_s=frame.t_acq_s,
@@ -610,11 +599,8 @@ class GatingSession:
             latency_us=latency_us,
             peak_zncc=peak,
             sharpness=sharpness,
-            true_row_mm=true_row,
-            true_col_mm=true_col,
-            true_outside_pct=true_out,
-            error_mm=err,
         )
+        self.ground_truth.frame_decided(self, frame, record)
         s = self.summary
         s.frames += 1
         if decision.beam_on:
@@ -626,13 +612,10 @@ class GatingSession:
                 self.recorder.write_frame(record)
             except OSError as exc:
                 self._recording_failed(exc)
-        if self.on_record is not None:
-            self.on_record(record)
-        if self.on_frame is not None:
-            self.on_frame(frame, record)
+        for observer in self.observers:
+            observer.frame_decided(self, frame, record)
         if s.frames > 1:  # frame 0 is the reference; its latency includes the set-up
             self._latencies_us.add(latency_us)
-            self._errors_mm.add(err)
         return record
 
     # -- whole session ----------------------------------------------------------------
@@ -713,8 +696,7 @@ class GatingSession:
     def _finish_summary(self) -> None:
         s = self.summary
         s.latency_us = self._latencies_us.summary({"p50": 50, "p99": 99})
-        err = self._errors_mm.summary({"p95": 95})
-        s.error_mm = err or None
+        s.error_mm = self.ground_truth.error_summary()
         transitions = getattr(self.beam, "transitions", None)
         if transitions is not None:
             events = Counter(t.reason for t in transitions if t.state.value == "hold")

@@ -111,6 +111,7 @@ class SoakResult:
 def run_soak(frames_u16: np.ndarray, spacing_mm: tuple[float, float], fps: float, first_label: np.ndarray, repeats: int,
              out_dir: Path) -> SoakResult:
     """Replay ``frames_u16`` (T, H, W) ``repeats`` times through one session and measure."""
+    from maestro.observer import EachRecord
     from maestro.recording import SessionRecorder
     from maestro.session import GatingSession, SessionConfig
 
@@ -138,7 +139,7 @@ def run_soak(frames_u16: np.ndarray, spacing_mm: tuple[float, float], fps: float
 
     source = LoopedSource(frames_u16, spacing_mm, fps, repeats, first_label)
     recorder = SessionRecorder(out_dir)
-    session = GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, on_record=keep)
+    session = GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, [EachRecord(keep)])
     try:
         summary = session.run()
     finally:

@@ -775,7 +775,7 @@ def propagate_mask(reference: np.ndarray, affine: np.ndarray, out: np.ndarray | 
     A frame pixel belongs to the propagated target when the reference, sampled by
     bilinear interpolation at the pixel's centre mapped back by the inverse affine, is at
     least one half (0 beyond the reference grid). As the rigid mode's moved mask
-    (:func:`maestro.tracked_labels.moved_mask`) does, and for the same reason: a nearest
+    (:func:`maestro.evaluation.masks.moved_mask`) does, and for the same reason: a nearest
     pixel look-up rounds a sub-pixel deformation away and leaves a staircase edge. A
     partial-volume reference (the share of each pixel inside a planning contour) is
     propagated as such, so its edge moves by fractions of a pixel.

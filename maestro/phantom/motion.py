@@ -735,7 +735,7 @@ class MotionPhantom:
         -------
         (N, 2) float64 ndarray
             (row, col) positions; a pixel wholly inside gives the points
-            ``gating.metrics.label_sample_points_px(..., samples_per_px=5)`` gives it.
+            ``maestro.evaluation.gating_metrics.label_sample_points_px(..., samples_per_px=5)`` gives it.
         """
         if not (0 <= k < self.n_frames):
             raise ValueError(f"k: must be within [0, {self.n_frames}), got {k!r}")

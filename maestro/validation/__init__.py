@@ -5,7 +5,7 @@ components — :class:`hardware.replay.ReplaySource`, :class:`tracking.tracker.T
 :class:`gating.boundary.GatingGeometry`, :class:`gating.gate.Gate` and
 :class:`hardware.beam.SimulatedBeam` — and measured against the labels:
 
-- TrackRAD2025 tracking metrics (:mod:`gating.metrics`);
+- TrackRAD2025 tracking metrics (:mod:`maestro.evaluation.trackrad_metrics`);
 - gating accuracy for every configuration of a sweep (margin x threshold x beam latency),
   with the simulated beam's response delay applied on acquisition time;
 - ITV versus gating: the motion envelope of the true target and the margin each approach

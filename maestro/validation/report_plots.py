@@ -37,7 +37,7 @@ def _png(fig: Figure) -> str:
 
 
 def _on_periods(times: np.ndarray, on: np.ndarray, t_end: float) -> list[tuple[float, float]]:
-    from gating.metrics import beam_on_periods
+    from maestro.evaluation.gating_metrics import beam_on_periods
 
     starts, ends = beam_on_periods(times, on)
     return [(s, min(e, t_end)) for s, e in zip(starts, ends) if s < t_end]

@@ -99,8 +99,9 @@ def _gated_positions(tp: TrackingPass, predict_ms: float) -> tuple[np.ndarray, n
 
 def run_case(path: str | Path, settings: ValidationSettings) -> CaseResult:
     """Validate one recording (raises on bad input; see :func:`run_case_safe`)."""
-    from gating import metrics as gm
     from gating.boundary import GatingGeometry
+    from maestro.evaluation import gating_metrics as gm
+    from maestro.evaluation import trackrad_metrics as tm
 
     wall0 = time.perf_counter()
     path = Path(path)
@@ -153,13 +154,13 @@ def run_case(path: str | Path, settings: ValidationSettings) -> CaseResult:
     # -- TrackRAD2025 metrics --
     if labels is not None and labels[0].any():
         region = _read_region(path)
-        sigma = gm.DOSE_SIGMA_LUNG_MM if region == "lung" else gm.DOSE_SIGMA_MM
-        frames_tr: list[gm.TrackradFrame | None] = []
+        sigma = tm.DOSE_SIGMA_LUNG_MM if region == "lung" else tm.DOSE_SIGMA_MM
+        frames_tr: list[tm.TrackradFrame | None] = []
         for k in range(n):
-            pred = gm.translated_mask_1mm(tp.mask, tp.spacing_mm, tp.row_mm[k], tp.col_mm[k]) if tp.valid[k] \
-                else np.zeros(gm.grid_1mm_shape(tp.mask.shape, tp.spacing_mm), dtype=bool)
-            frames_tr.append(gm.trackrad_frame(pred, gm.resample_mask_1mm(labels[k], tp.spacing_mm)))
-        case_tr = gm.trackrad_case(frames_tr, gm.resample_mask_1mm(labels[0], tp.spacing_mm), sigma)
+            pred = tm.translated_mask_1mm(tp.mask, tp.spacing_mm, tp.row_mm[k], tp.col_mm[k]) if tp.valid[k] \
+                else np.zeros(tm.grid_1mm_shape(tp.mask.shape, tp.spacing_mm), dtype=bool)
+            frames_tr.append(tm.trackrad_frame(pred, tm.resample_mask_1mm(labels[k], tp.spacing_mm)))
+        case_tr = tm.trackrad_case(frames_tr, tm.resample_mask_1mm(labels[0], tp.spacing_mm), sigma)
         res.trackrad = asdict(case_tr)
         res.trackrad["dose_sigma_mm"] = sigma
         res.frames["dice"] = [math.nan if f is None else f.dice for f in frames_tr]

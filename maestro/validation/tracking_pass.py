@@ -44,6 +44,7 @@ def track_case(path: Path, settings: ValidationSettings) -> TrackingPass:
     from hardware import SimulatedBeam
     from hardware.frame import Frame
     from hardware.replay import ReplaySource
+    from maestro.observer import DecidedSession, EachFrame
     from maestro.recording import FrameRecord
     from maestro.session import GatingSession, SessionConfig
 
@@ -77,7 +78,7 @@ def track_case(path: Path, settings: ValidationSettings) -> TrackingPass:
         labels = np.zeros((n, *source.shape), dtype=bool) if source.has_labels else None
         decided = 0
 
-        def keep(frame: Frame, record: FrameRecord) -> None:
+        def keep(session: DecidedSession, frame: Frame, record: FrameRecord) -> None:
             nonlocal decided
             k = decided
             decided += 1
@@ -97,7 +98,7 @@ def track_case(path: Path, settings: ValidationSettings) -> TrackingPass:
             if labels is not None and frame.label is not None:
                 labels[k] = frame.label
 
-        session = GatingSession(source, config, SimulatedBeam(latency, latency), None, on_frame=keep)
+        session = GatingSession(source, config, SimulatedBeam(latency, latency), None, [EachFrame(keep)])
         session.run()
         if decided != n or session.tracker is None:
             raise RuntimeError(f"{source.description}: the session decided {decided} of {n} frames")

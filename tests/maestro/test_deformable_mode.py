@@ -12,8 +12,9 @@ from hardware import SimulatedBeam
 from hardware.replay import ReplaySource
 from hardware.trackrad import read_case
 from maestro.cli import main
+from maestro.evaluation.tracked_labels import TrackedLabels
+from maestro.observer import EachRecord
 from maestro.session import GatingSession, SessionConfig
-from maestro.tracked_labels import TrackedLabels
 
 BUNDLED = Path(__file__).resolve().parents[2] / "replay_data" / "mridian-8fps-seed1"
 
@@ -25,8 +26,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_deformable_session_propagates_the_target_and_writes_it() -> None:
     source = ReplaySource(BUNDLED)
     labels = TrackedLabels(deformable=True)
-    session = GatingSession(source, SessionConfig(deformable=True), SimulatedBeam(), on_record=labels.add)
-    labels.session = session
+    session = GatingSession(source, SessionConfig(deformable=True), SimulatedBeam(), observers=[labels])
     summary = session.run()
     assert summary.frames == 240
     assert summary.error_mm is not None and summary.error_mm["mean"] <= 0.5
@@ -52,7 +52,7 @@ def test_a_failed_registration_holds_as_inconsistent(monkeypatch) -> None:  # ty
 
     monkeypatch.setattr(AffineRegistration, "register", failing)
     session = GatingSession(ReplaySource(BUNDLED), SessionConfig(deformable=True), SimulatedBeam(),
-                            on_record=records.append)
+                            observers=[EachRecord(records.append)])
     session.run(max_frames=30)
     by_frame = {r.frame: r for r in records}
     assert [by_frame[k].reason for k in (20, 21)] == ["inconsistent", "inconsistent"]
@@ -87,7 +87,7 @@ def test_deformable_is_replays_default_and_rigid_opts_out() -> None:
 
 def _positions(config: SessionConfig, frames: int = 60) -> tuple[np.ndarray, np.ndarray]:
     records: list = []
-    GatingSession(ReplaySource(BUNDLED), config, SimulatedBeam(), on_record=records.append).run(max_frames=frames)
+    GatingSession(ReplaySource(BUNDLED), config, SimulatedBeam(), observers=[EachRecord(records.append)]).run(max_frames=frames)
     return np.array([(r.row_mm, r.col_mm) for r in records]), np.array([r.outside_pct for r in records])
 
 

@@ -42,6 +42,7 @@ from maestro.display_feed import (
     unpack_records,
     window_level_from,
 )
+from maestro.observer import EachFrame, EachRecord
 from maestro.recording import FrameRecord
 from maestro.session import GatingSession, SessionConfig
 from tests.maestro.sources import ListSource, blob_image
@@ -131,7 +132,7 @@ class _FakeSession:
     def __init__(self, geometry: GatingGeometry) -> None:
         self.geometry = geometry
         self.config = SessionConfig()
-        self.on_frame = None
+        self.observers: list = []
         self.source = ListSource([])
 
 
@@ -144,7 +145,7 @@ def test_loop_feed_drops_records_rather_than_wait_for_a_stalled_display() -> Non
     feed = LoopFeed(session, ours, write_end.fileno(), locks)
     reader = FeedReader(theirs, read_end.fileno(), locks)
     try:
-        assert session.on_frame == feed.push
+        assert session.observers == [feed]
         pixels = np.ones(SHAPE, np.float32)
         worst_s = 0.0
         for i in range(3000):  # far more than a pipe holds, nobody reading: must not block
@@ -305,14 +306,14 @@ def test_paused_session_does_not_trip_the_watchdog() -> None:
     source = ListSource(frames, reference_label=_target_mask())
     control = ReplayControl(source, speed=4.0)
     records: list[FrameRecord] = []
-    session = GatingSession(control, SessionConfig(margin_mm=3.0), SimulatedBeam(), on_record=records.append)
+    session = GatingSession(control, SessionConfig(margin_mm=3.0), SimulatedBeam(), observers=[EachRecord(records.append)])
 
     def pause_once(record: FrameRecord) -> None:
         if record.frame == 3:
             control.pause()
             threading.Timer(0.6, control.resume).start()  # > the watchdog's timeout
 
-    session.on_frame = lambda frame, record: pause_once(record)
+    session.observers.append(EachRecord(pause_once))
     session.run()
     assert len(records) == 12
     assert not any(r.reason == "stale_frame" for r in records[1:])
@@ -447,7 +448,7 @@ def test_replay_screenshot_shows_frame_and_overlays_where_they_belong(tmp_path: 
 def _records_without_display(frames: list[Frame], faults: dict[int, str]) -> list[FrameRecord]:
     records: list[FrameRecord] = []
     source = ListSource(frames, reference_label=_target_mask(), faults=faults)
-    GatingSession(source, SessionConfig(margin_mm=3.0), SimulatedBeam(), on_record=records.append).run()
+    GatingSession(source, SessionConfig(margin_mm=3.0), SimulatedBeam(), observers=[EachRecord(records.append)]).run()
     return records
 
 
@@ -476,7 +477,7 @@ def test_a_frozen_display_never_holds_up_the_loop() -> None:
             resumed.set()
             os.kill(display_pid[0], signal.SIGCONT)
 
-    def freeze_then_resume(frame: Frame, record: FrameRecord) -> None:
+    def freeze_then_resume(session: object, frame: Frame, record: FrameRecord) -> None:
         if frame.index == 10:
             display_pid.extend(c.pid for c in multiprocessing.active_children() if c.name == "maestro-display")
             os.kill(display_pid[0], signal.SIGSTOP)
@@ -488,8 +489,8 @@ def test_a_frozen_display_never_holds_up_the_loop() -> None:
     source = ListSource(frames, reference_label=_target_mask(), faults=faults)
     control = ReplayControl(source, speed=None)
     records: list[FrameRecord] = []
-    session = GatingSession(control, SessionConfig(margin_mm=3.0), SimulatedBeam(), on_record=records.append)
-    session.on_frame = freeze_then_resume
+    session = GatingSession(control, SessionConfig(margin_mm=3.0), SimulatedBeam(), observers=[EachRecord(records.append)])
+    session.observers.append(EachFrame(freeze_then_resume))
     try:
         result = run_with_display(session, control=control, window_s=10.0, keep_open=False)
     finally:
@@ -514,14 +515,14 @@ def test_losing_the_display_ends_the_session_with_the_beam_held() -> None:
     beam = SimulatedBeam()
     session = GatingSession(control, SessionConfig(margin_mm=30.0), beam)  # wide margin: beam on
 
-    def kill_display(frame: Frame, record: FrameRecord) -> None:
+    def kill_display(session: object, frame: Frame, record: FrameRecord) -> None:
         if record.frame == 20:
             assert record.beam == "on"
             for child in multiprocessing.active_children():
                 if child.name == "maestro-display":
                     child.kill()
 
-    session.on_frame = kill_display
+    session.observers.append(EachFrame(kill_display))
     result = run_with_display(session, control=control, keep_open=False)
     assert 20 < result.summary.frames < 400
     assert result.summary.stopped_by == "display lost"

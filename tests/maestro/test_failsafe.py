@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hardware import BeamState, Frame, SimulatedBeam
+from maestro.observer import EachRecord
 from maestro.recording import EVENT_COLUMNS, SessionRecorder
 from maestro.session import GatingSession, RecordingFault, SessionConfig
 from tests.maestro.sources import ListSource, centre_mask, moving_blob_frames
@@ -66,7 +67,7 @@ def test_watchdog_holds_within_its_timeout_when_frames_stop(tmp_path) -> None:
     recorder = SessionRecorder(tmp_path)
     config = SessionConfig(watchdog_periods=2.0)  # 2 x 125 ms
     records = []
-    GatingSession(source, config, beam, recorder, on_record=records.append).run()
+    GatingSession(source, config, beam, recorder, observers=[EachRecord(records.append)]).run()
     recorder.close()
     assert [r.beam for r in records[:4]] == ["on"] * 4
     # Held within the watchdog timeout plus its poll interval (25 %) and scheduling slack.
@@ -90,7 +91,7 @@ def test_offline_analysis_runs_without_a_watchdog(tmp_path) -> None:
     source.beam = beam
     recorder = SessionRecorder(tmp_path)
     records = []
-    GatingSession(source, SessionConfig(watchdog_periods=None), beam, recorder, on_record=records.append).run()
+    GatingSession(source, SessionConfig(watchdog_periods=None), beam, recorder, observers=[EachRecord(records.append)]).run()
     recorder.close()
     assert source.hold_seen_after_s is None
     assert [r.beam for r in records] == ["on"] * len(records)
@@ -119,7 +120,7 @@ def test_offline_analysis_ignores_the_analysing_machines_delay(check_frame_age) 
     source = AgedSource(frames, centre_mask((96, 96)), age_s=1.0)  # 4x max_frame_age_ms
     records = []
     config = SessionConfig(watchdog_periods=None, check_frame_age=check_frame_age)
-    GatingSession(source, config, SimulatedBeam(), None, on_record=records.append).run()
+    GatingSession(source, config, SimulatedBeam(), None, observers=[EachRecord(records.append)]).run()
     if check_frame_age:
         assert [(r.beam, r.reason) for r in records] == [("hold", "stale_frame")] * len(records)
     else:
@@ -134,7 +135,7 @@ def test_watchdog_names_the_source_fault(tmp_path) -> None:
     source.beam = beam
     recorder = SessionRecorder(tmp_path)
     records = []
-    GatingSession(source, SessionConfig(), beam, recorder, on_record=records.append).run()
+    GatingSession(source, SessionConfig(), beam, recorder, observers=[EachRecord(records.append)]).run()
     recorder.close()
     events = _events(tmp_path)
     watchdog = [e for e in events if e["event"] == "watchdog"]
@@ -156,7 +157,7 @@ def test_out_of_order_frames_hold_as_stale(kind, tmp_path) -> None:
     recorder = SessionRecorder(tmp_path)
     source = ListSource(frames, reference_label=centre_mask((96, 96)))
     records = []
-    GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, on_record=records.append).run()
+    GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, observers=[EachRecord(records.append)]).run()
     recorder.close()
     assert records[3].beam == "hold" and records[3].reason == "stale_frame"
     assert records[4].beam == "on"
@@ -180,7 +181,7 @@ def test_disk_full_holds_the_beam_and_stops(tmp_path) -> None:
             recorder._fh = open("/dev/full", "w", buffering=1)
 
     source = ListSource(frames, reference_label=centre_mask((96, 96)))
-    session = GatingSession(source, SessionConfig(), beam, recorder, on_record=fill_disk_after_three)
+    session = GatingSession(source, SessionConfig(), beam, recorder, observers=[EachRecord(fill_disk_after_three)])
     with pytest.raises(RecordingFault, match="No space left"):
         session.run()
     recorder.close()
@@ -268,7 +269,7 @@ def test_tracker_exception_holds_and_the_loop_goes_on(monkeypatch) -> None:
     source = ListSource(frames, reference_label=centre_mask((96, 96)))
     session = GatingSession(source, SessionConfig(max_frame_age_ms=10_000.0), SimulatedBeam())
     records = []
-    session.on_record = records.append
+    session.observers.append(EachRecord(records.append))
     original_set_up = session._set_up
 
     def set_up_then_break(frame) -> None:  # type: ignore[no-untyped-def]
@@ -309,7 +310,7 @@ def test_a_failing_beam_command_holds_with_beam_fault(tmp_path) -> None:
     recorder = SessionRecorder(tmp_path)
     source = ListSource(frames, reference_label=centre_mask((96, 96)))
     records = []
-    GatingSession(source, SessionConfig(max_frame_age_ms=10_000.0), beam, recorder, on_record=records.append).run()
+    GatingSession(source, SessionConfig(max_frame_age_ms=10_000.0), beam, recorder, observers=[EachRecord(records.append)]).run()
     recorder.close()
     assert [r.beam for r in records] == ["on", "on", "hold", "on", "on"]
     assert records[2].reason == "beam_fault"
@@ -349,7 +350,7 @@ def test_the_beam_on_delay_restarts_after_a_watchdog_hold(tmp_path) -> None:
     source.beam = beam
     records = []
     config = SessionConfig(beam_on_delay_frames=2, max_frame_age_ms=10_000.0)
-    GatingSession(source, config, beam, on_record=records.append).run()
+    GatingSession(source, config, beam, observers=[EachRecord(records.append)]).run()
     on = [r.beam == "on" for r in records]
     first_on = on.index(True)
     assert first_on >= 1 and all(on[first_on:4])  # on before the stall, after the start-up delay

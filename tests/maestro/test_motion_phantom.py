@@ -165,7 +165,7 @@ def test_label_fraction_is_the_exact_area_fraction_within_sampling() -> None:
 def test_lesion_sample_points_are_the_subsamples_the_label_fraction_counts() -> None:
     """The exact lesion as points: per pixel, 25 x label_fraction of them, inside its
     square, and wholly-inside pixels on label_sample_points_px's 5 x 5 grid."""
-    from gating.metrics import label_sample_points_px
+    from maestro.evaluation.gating_metrics import label_sample_points_px
 
     shift = np.array([2.2, -1.3])
     field = _field(lambda k, r, c: np.stack(np.broadcast_arrays(*(shift * (k / 2.0))), -1) * np.ones((*r.shape, 1)))

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from hardware.frame import Frame
-from maestro.reference_agreement import CSV_NAME, ReferenceAgreement
+from maestro.evaluation.reference_agreement import CSV_NAME, ReferenceAgreement
 
 
 def _shift(mask: np.ndarray, dr: int, dc: int) -> np.ndarray:
@@ -25,7 +25,7 @@ def test_agreement_per_frame(tmp_path: Path) -> None:
     )
     ref1 = _shift(target, 0, 1)  # the console saw the target one column to the right
     agreement = ReferenceAgreement({0: target, 1: ref1, 2: target})
-    agreement.attach(SimpleNamespace(tracker=tracker))  # type: ignore[arg-type]
+    session = SimpleNamespace(tracker=tracker)
 
     def frame(i: int) -> Frame:
         return Frame(i, i * 0.25, 0.0, np.zeros((10, 10), np.float32), (2.0, 3.0))
@@ -33,10 +33,10 @@ def test_agreement_per_frame(tmp_path: Path) -> None:
     def record(row_mm: float, col_mm: float) -> SimpleNamespace:
         return SimpleNamespace(row_mm=row_mm, col_mm=col_mm, peak_zncc=1.0, sharpness=1.0, confidence=1.0)
 
-    agreement.on_frame(frame(0), record(0.0, 0.0))  # type: ignore[arg-type]
-    agreement.on_frame(frame(1), record(0.0, 0.0))  # type: ignore[arg-type]
-    agreement.on_frame(frame(2), record(math.nan, math.nan))  # type: ignore[arg-type]
-    agreement.on_frame(frame(3), record(0.0, 0.0))  # type: ignore[arg-type]  # no reference: skipped
+    agreement.frame_decided(session, frame(0), record(0.0, 0.0))  # type: ignore[arg-type]
+    agreement.frame_decided(session, frame(1), record(0.0, 0.0))  # type: ignore[arg-type]
+    agreement.frame_decided(session, frame(2), record(math.nan, math.nan))  # type: ignore[arg-type]
+    agreement.frame_decided(session, frame(3), record(0.0, 0.0))  # type: ignore[arg-type]  # no reference: skipped
     r0, r1, r2 = agreement.rows
     assert (r0.dice, r0.centroid_distance_mm) == (1.0, 0.0)
     assert r1.dice == 0.5 and r1.centroid_distance_mm == 3.0  # 1 column of 3 mm

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hardware import BeamState, Frame, InputError, SimulatedBeam
+from maestro.observer import EachRecord
 from maestro.recording import FRAME_COLUMNS, SessionRecorder
 from maestro.session import GatingSession, SessionConfig
 from tests.maestro.sources import ListSource, centre_mask, moving_blob_frames
@@ -23,7 +24,7 @@ def _run(frames, label=None, faults=None, recorder=None, **config):
     beam = SimulatedBeam()
     session = GatingSession(source, SessionConfig(**config), beam, recorder)
     records = []
-    session.on_record = records.append
+    session.observers.append(EachRecord(records.append))
     summary = session.run()
     return summary, records, beam
 
@@ -122,7 +123,7 @@ def test_rows_are_on_disk_before_the_session_ends(tmp_path) -> None:
         seen.append(len((tmp_path / "frames.csv").read_text().splitlines()) - 1)
 
     source = ListSource(frames, reference_label=centre_mask((96, 96)))
-    GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, on_record=check).run()
+    GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, observers=[EachRecord(check)]).run()
     recorder.close()
     assert seen == [1, 2, 3, 4, 5]
 
@@ -167,7 +168,7 @@ def test_keep_warm_rehearsals_change_no_decision(deformable: bool) -> None:
                                 SessionConfig(keep_warm=keep_warm, deformable=deformable, max_frame_age_ms=10_000.0),
                                 SimulatedBeam())
         records: list = []
-        session.on_record = records.append
+        session.observers.append(EachRecord(records.append))
         summary = session.run(max_frames=80)
         runs[keep_warm] = (records, session.n_rehearsals, summary)
     (cold, n_cold, _), (warm, n_warm, _) = runs[False], runs[True]
@@ -279,3 +280,28 @@ def test_the_rehearsal_copy_shares_no_array_and_keeps_read_only_flags() -> None:
             assert a.flags.writeable == b.flags.writeable, path
             n += 1
     assert n > 20
+
+
+def test_observers_are_told_in_order_after_the_record_is_written(tmp_path) -> None:
+    """One protocol: each observer gets (session, frame, record) once per frame, in the
+    order given, after the frame's row is on disk and its beam command issued."""
+    frames = moving_blob_frames(4, amplitude_px=1.0)
+    recorder = SessionRecorder(tmp_path)
+    calls = []
+
+    class Observer:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def frame_decided(self, session, frame, record) -> None:  # type: ignore[no-untyped-def]
+            rows_on_disk = len((tmp_path / "frames.csv").read_text().splitlines()) - 1
+            calls.append((self.name, frame.index, record.frame, rows_on_disk, session.last_track is not None,
+                          len(session.beam.transitions) > 0))
+
+    source = ListSource(frames, reference_label=centre_mask((96, 96)))
+    session = GatingSession(source, SessionConfig(max_frame_age_ms=10_000.0), SimulatedBeam(), recorder,
+                            [Observer("a"), Observer("b")])
+    session.run()
+    recorder.close()
+    assert [c[:4] for c in calls] == [(n, k, k, k + 1) for k in range(4) for n in ("a", "b")]
+    assert all(c[4] and c[5] for c in calls)

@@ -1,4 +1,4 @@
-"""Tests of tracked masks (maestro.tracked_labels) and `maestro replay --labels-out`."""
+"""Tests of tracked masks (maestro.evaluation.tracked_labels) and `maestro replay --labels-out`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from maestro.cli import main
+from maestro.evaluation.tracked_labels import TrackedLabels
 from maestro.recording import FrameRecord
-from maestro.tracked_labels import TrackedLabels
 
 
 def _square(shape: tuple[int, int] = (20, 20)) -> np.ndarray:
@@ -22,7 +22,8 @@ def _square(shape: tuple[int, int] = (20, 20)) -> np.ndarray:
 def test_collector_builds_one_mask_per_record() -> None:
     labels = TrackedLabels()
     for k, (r, c) in enumerate([(0.0, 0.0), (2.4, -4.8), (math.nan, math.nan)]):
-        labels.add(FrameRecord(k, k / 8, r, c, 0.9, 0.0, "on", "", 10.0, 0.9, 0.5))
+        record = FrameRecord(k, k / 8, r, c, 0.9, 0.0, "on", "", 10.0, 0.9, 0.5)
+        labels.frame_decided(None, None, record)  # type: ignore[arg-type]  # the rigid mode reads neither
     masks = labels.masks(_square(), (2.4, 2.4))
     assert len(labels) == 3 and masks.shape == (3, 20, 20)
     np.testing.assert_array_equal(masks[0], _square())

@@ -24,6 +24,7 @@ from hardware import SimulatedBeam
 from hardware.replay import ReplaySource
 from hardware.trackrad import write_case
 from maestro.cli import main
+from maestro.observer import EachRecord
 from maestro.phantom import generate_session
 from maestro.session import GatingSession, SessionConfig
 from maestro.validation import Progress, ValidationSettings, config_of, find_cases, run_case
@@ -225,7 +226,7 @@ def test_re_run_gate_reproduces_the_live_pass_and_gating_session(
     try:
         session = GatingSession(source, SessionConfig(margin_mm=3.0, threshold_pct=10.0, predict_ms=predict_ms, deformable=False,
                                                           watchdog_periods=None, check_frame_age=False),
-                                SimulatedBeam(latency_ms, latency_ms), on_record=records.append)
+                                SimulatedBeam(latency_ms, latency_ms), observers=[EachRecord(records.append)])
         session.run()
     finally:
         source.close()
@@ -263,7 +264,7 @@ def test_bad_source_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_p
 # -- the TrackRAD2025 example against an independent computation --------------------------------
 def _independent_case(labels: np.ndarray, first: np.ndarray, row_mm: list[float], col_mm: list[float],
                       sigma: float) -> dict[str, float]:
-    """Metrics of the tracked predictions on 1 mm pixels, computed without gating.metrics:
+    """Metrics of the tracked predictions on 1 mm pixels, computed without maestro.evaluation.trackrad_metrics:
     integer shifts with scipy, boundaries with scikit-image, brute-force distances, and the
     challenge's dose recipe on the whole image."""
     dice, hd95, msd, com, shifts = [], [], [], [], []

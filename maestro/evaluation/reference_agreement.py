@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gating.centroid import mask_centroid_px
-from gating.masks import mask_agreement
-from hardware.frame import Frame
-from maestro.recording import FrameRecord
+from maestro.evaluation.masks import mask_agreement
 from tracking.tracker import TrackResult
 
 if TYPE_CHECKING:
-    from maestro.session import GatingSession
+    from hardware.frame import Frame
+    from maestro.observer import DecidedSession
+    from maestro.recording import FrameRecord
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class AgreementRow:
 
 
 class ReferenceAgreement:
-    """Collects per-frame agreement through a session's ``on_frame`` callback.
+    """A session observer: collects the agreement of each frame with its reference contour.
 
     Parameters
     ----------
@@ -66,23 +66,19 @@ class ReferenceAgreement:
 
     Notes
     -----
-    Call :meth:`attach` with the session before it runs, and pass :meth:`on_frame` as
-    its ``on_frame``. The work happens after the beam command, off the decision path.
+    Pass it among the session's observers: the work happens after the beam command, off
+    the decision path.
     """
 
     def __init__(self, reference_masks: dict[int, np.ndarray]) -> None:
         self.reference_masks = reference_masks
         self.rows: list[AgreementRow] = []
-        self._session: GatingSession | None = None
         self._target_centroid_px: tuple[float, float] | None = None
 
-    def attach(self, session: GatingSession) -> None:
-        self._session = session
-
-    def on_frame(self, frame: Frame, record: FrameRecord) -> None:
+    def frame_decided(self, session: DecidedSession, frame: Frame, record: FrameRecord) -> None:
+        """Compare one frame's tracked target with its reference contour, if it has one."""
         reference = self.reference_masks.get(frame.index)
-        session = self._session
-        if reference is None or session is None or session.tracker is None:
+        if reference is None or session.tracker is None:
             return
         tracker = session.tracker
         if self._target_centroid_px is None:

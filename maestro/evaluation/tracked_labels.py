@@ -13,35 +13,35 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gating.masks import moved_mask
-from maestro.recording import FrameRecord
+from maestro.evaluation.masks import moved_mask
 
 if TYPE_CHECKING:
-    from maestro.session import GatingSession
+    from hardware.frame import Frame
+    from maestro.observer import DecidedSession
+    from maestro.recording import FrameRecord
 
 __all__ = ["TrackedLabels"]
 
 
 class TrackedLabels:
-    """Collects (frame, row_mm, col_mm) from a session's records (pass :meth:`add` as the
-    session's ``on_record``; it only appends), then builds the masks.
+    """A session observer: collects (frame, row_mm, col_mm) from the session's records (it
+    only appends), then builds the masks.
 
-    With ``deformable``, set :attr:`session` to the session: each frame's affine
-    (``session.last_affine``) is kept too, and the mask is the reference target
-    propagated by it (:func:`tracking.deformable.propagate_mask`), empty where the frame
-    was not registered."""
+    With ``deformable``, each frame's affine (``session.last_affine``) is kept too, and
+    the mask is the reference target propagated by it
+    (:func:`tracking.deformable.propagate_mask`), empty where the frame was not
+    registered."""
 
     def __init__(self, deformable: bool = False) -> None:
         self._rows: list[tuple[int, float, float]] = []
         self._affines: list[np.ndarray | None] = []
         self.deformable = deformable
-        self.session: GatingSession | None = None
 
-    def add(self, record: FrameRecord) -> None:
-        """Keep one record's displacement (called once per frame, after the beam command)."""
+    def frame_decided(self, session: DecidedSession, frame: Frame, record: FrameRecord) -> None:
+        """Keep one frame's displacement, and its affine in the deformable mode."""
         self._rows.append((record.frame, record.row_mm, record.col_mm))
         if self.deformable:
-            self._affines.append(None if self.session is None else self.session.last_affine)
+            self._affines.append(session.last_affine)
 
     def __len__(self) -> int:
         return len(self._rows)

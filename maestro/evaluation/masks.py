@@ -12,7 +12,29 @@ from scipy import ndimage
 
 from gating.centroid import mask_centroid_px
 
-__all__ = ["Agreement", "dice", "mask_agreement", "moved_mask"]
+__all__ = ["Agreement", "check_bool_mask", "check_spacing_mm", "dice", "mask_agreement", "moved_mask"]
+
+
+def check_bool_mask(mask: np.ndarray, name: str) -> np.ndarray:
+    """``mask`` as an array, checked to be a 2-D bool (H, W) mask; ``name`` is the
+    argument named in the error."""
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: must be a 2-D (H, W) array, got shape {arr.shape}")
+    if arr.dtype != np.bool_:
+        raise ValueError(f"{name}: must have dtype bool, got {arr.dtype}")
+    return arr
+
+
+def check_spacing_mm(spacing_mm: tuple[float, float]) -> tuple[float, float]:
+    """A pixel spacing (row_mm, col_mm), checked to be two finite numbers > 0."""
+    try:
+        sr, sc = (float(s) for s in spacing_mm)
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing_mm: must be (row_mm, col_mm), got {spacing_mm!r}") from None
+    if not all(math.isfinite(s) and s > 0.0 for s in (sr, sc)):
+        raise ValueError(f"spacing_mm: both values must be finite and > 0, got {spacing_mm!r}")
+    return sr, sc
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

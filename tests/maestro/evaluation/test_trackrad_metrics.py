@@ -1,4 +1,4 @@
-"""Validation metrics: each pinned on hand-computed cases, and against independent
+"""TrackRAD2025 metrics: each pinned on hand-computed cases, and against independent
 computations (scipy / scikit-image used directly, the TrackRAD2025 recipe followed
 literally on whole images)."""
 
@@ -12,8 +12,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 from skimage.segmentation import find_boundaries
 
-from gating import metrics as gm
-from gating.boundary import GatingGeometry
+from maestro.evaluation import trackrad_metrics as tm
 
 
 def _square(shape: tuple[int, int], r0: int, c0: int, size: int) -> np.ndarray:
@@ -25,7 +24,7 @@ def _square(shape: tuple[int, int], r0: int, c0: int, size: int) -> np.ndarray:
 # -- resampling ---------------------------------------------------------------------------
 def test_resample_doubles_2mm_pixels() -> None:
     mask = np.array([[True, False], [False, True]])
-    out = gm.resample_mask_1mm(mask, (2.0, 2.0))
+    out = tm.resample_mask_1mm(mask, (2.0, 2.0))
     expected = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=bool)
     np.testing.assert_array_equal(out, expected)
 
@@ -33,7 +32,7 @@ def test_resample_doubles_2mm_pixels() -> None:
 def test_resample_anisotropic_and_rounded_field_of_view() -> None:
     mask = np.zeros((3, 2), dtype=bool)
     mask[1, 1] = True
-    out = gm.resample_mask_1mm(mask, (1.5, 2.5))  # 4.5 x 5 mm -> rounds to 4 (half to even) x 5
+    out = tm.resample_mask_1mm(mask, (1.5, 2.5))  # 4.5 x 5 mm -> rounds to 4 (half to even) x 5
     assert out.shape == (4, 5)
     # Row centres 0.5, 1.5, 2.5, 3.5 mm fall in source rows 0, 1, 1, 2; col centres 0.5..4.5
     # mm in source cols 0, 0, 1, 1, 1 (2.5 mm is where source col 1 begins).
@@ -44,13 +43,13 @@ def test_resample_anisotropic_and_rounded_field_of_view() -> None:
 
 def test_translated_mask_moves_by_whole_mm_and_drops_outside() -> None:
     mask = _square((10, 10), 2, 3, 2)
-    out = gm.translated_mask_1mm(mask, (1.0, 1.0), 3.0, -2.0)
+    out = tm.translated_mask_1mm(mask, (1.0, 1.0), 3.0, -2.0)
     np.testing.assert_array_equal(out, _square((10, 10), 5, 1, 2))
-    assert not gm.translated_mask_1mm(mask, (1.0, 1.0), 50.0, 0.0).any()
-    assert not gm.translated_mask_1mm(mask, (1.0, 1.0), math.nan, 0.0).any()
+    assert not tm.translated_mask_1mm(mask, (1.0, 1.0), 50.0, 0.0).any()
+    assert not tm.translated_mask_1mm(mask, (1.0, 1.0), math.nan, 0.0).any()
     # A sub-mm shift below half a pixel does not move a 1 mm mask; above half it does.
-    np.testing.assert_array_equal(gm.translated_mask_1mm(mask, (1.0, 1.0), 0.4, 0.0), mask)
-    np.testing.assert_array_equal(gm.translated_mask_1mm(mask, (1.0, 1.0), 0.6, 0.0), _square((10, 10), 3, 3, 2))
+    np.testing.assert_array_equal(tm.translated_mask_1mm(mask, (1.0, 1.0), 0.4, 0.0), mask)
+    np.testing.assert_array_equal(tm.translated_mask_1mm(mask, (1.0, 1.0), 0.6, 0.0), _square((10, 10), 3, 3, 2))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -59,7 +58,7 @@ def test_translated_mask_equals_naive_per_pixel_lookup(seed: int) -> None:
     mask = rng.random((12, 9)) > 0.6
     spacing = (float(rng.uniform(0.7, 3.0)), float(rng.uniform(0.7, 3.0)))
     dr, dc = rng.uniform(-6, 6, size=2)
-    out = gm.translated_mask_1mm(mask, spacing, dr, dc)
+    out = tm.translated_mask_1mm(mask, spacing, dr, dc)
     h1, w1 = out.shape
     naive = np.zeros((h1, w1), dtype=bool)
     for i in range(h1):
@@ -73,11 +72,11 @@ def test_translated_mask_equals_naive_per_pixel_lookup(seed: int) -> None:
 
 def test_bad_masks_are_refused() -> None:
     with pytest.raises(ValueError, match="mask: must have dtype bool"):
-        gm.resample_mask_1mm(np.ones((3, 3), dtype=np.uint8), (1.0, 1.0))
+        tm.resample_mask_1mm(np.ones((3, 3), dtype=np.uint8), (1.0, 1.0))
     with pytest.raises(ValueError, match="spacing_mm"):
-        gm.resample_mask_1mm(np.ones((3, 3), dtype=bool), (0.0, 1.0))
+        tm.resample_mask_1mm(np.ones((3, 3), dtype=bool), (0.0, 1.0))
     with pytest.raises(ValueError, match="pred_1mm: shape"):
-        gm.trackrad_frame(np.ones((3, 3), dtype=bool), np.ones((4, 4), dtype=bool))
+        tm.trackrad_frame(np.ones((3, 3), dtype=bool), np.ones((4, 4), dtype=bool))
 
 
 # -- per-frame TrackRAD metrics, by hand --------------------------------------------------------
@@ -86,7 +85,7 @@ def test_single_pixels_three_mm_apart() -> None:
     true = np.zeros((12, 12), dtype=bool)
     pred[5, 5] = True
     true[5, 8] = True
-    f = gm.trackrad_frame(pred, true)
+    f = tm.trackrad_frame(pred, true)
     assert f is not None
     assert f.dice == 0.0
     assert f.hd95_mm == pytest.approx(3.0)
@@ -102,7 +101,7 @@ def test_three_by_three_squares_one_mm_apart() -> None:
     # are 1 mm away, the other four 0: distances 0,0,1 / 1,1 / 0,0,1 -> mean 0.5, p95 1.
     true = _square((11, 11), 4, 4, 3)
     pred = _square((11, 11), 4, 5, 3)
-    f = gm.trackrad_frame(pred, true)
+    f = tm.trackrad_frame(pred, true)
     assert f is not None
     assert f.dice == pytest.approx(2 * 6 / 18)
     assert f.msd_mm == pytest.approx(0.5)
@@ -121,7 +120,7 @@ def test_hd95_interpolates_the_95th_percentile() -> None:
     pred = true.copy()
     pred[5, 25] = False
     pred[15, 25] = True
-    f = gm.trackrad_frame(pred, true)
+    f = tm.trackrad_frame(pred, true)
     assert f is not None
     d_pred = np.array([0.0] * 20 + [10.0])
     d_true = np.array([0.0] * 20 + [1.0])
@@ -131,26 +130,26 @@ def test_hd95_interpolates_the_95th_percentile() -> None:
 
 def test_empty_prediction_and_empty_label_rules() -> None:
     true = _square((30, 50), 4, 4, 3)
-    f = gm.trackrad_frame(np.zeros_like(true), true)
+    f = tm.trackrad_frame(np.zeros_like(true), true)
     assert f is not None and f.empty_prediction
     assert f.dice == 0.0
     assert f.hd95_mm == f.msd_mm == f.centroid_mm == 50.0
     assert math.isnan(f.shift_mm[0])
-    assert gm.trackrad_frame(true, np.zeros_like(true)) is None
+    assert tm.trackrad_frame(true, np.zeros_like(true)) is None
 
 
 def test_case_excludes_frame_zero_and_unlabelled_frames() -> None:
     first = _square((40, 40), 15, 15, 6)
-    perfect = gm.trackrad_frame(first, first)
-    off = gm.trackrad_frame(_square((40, 40), 15, 17, 6), first)
+    perfect = tm.trackrad_frame(first, first)
+    off = tm.trackrad_frame(_square((40, 40), 15, 17, 6), first)
     assert perfect is not None and off is not None
-    bad0 = gm.trackrad_frame(np.zeros_like(first), first)
-    case = gm.trackrad_case([bad0, perfect, None, off], first)
+    bad0 = tm.trackrad_frame(np.zeros_like(first), first)
+    case = tm.trackrad_case([bad0, perfect, None, off], first)
     assert case.frames_scored == 2
     assert case.empty_predictions == 0
     assert case.dice == pytest.approx((1.0 + off.dice) / 2)
     assert case.centroid_mm == pytest.approx(1.0)
-    empty = gm.trackrad_case([perfect], first)
+    empty = tm.trackrad_case([perfect], first)
     assert empty.frames_scored == 0 and math.isnan(empty.dice)
 
 
@@ -176,7 +175,7 @@ def test_frame_metrics_equal_an_independent_computation(seed: int) -> None:
         return ((rr - cy) / a) ** 2 + ((cc - cx) / b) ** 2 + 0.15 * rng.standard_normal((80, 80)) <= 1.0
     true = blob(40, 40)
     pred = blob(40 + rng.uniform(-5, 5), 40 + rng.uniform(-5, 5))
-    f = gm.trackrad_frame(pred, true)
+    f = tm.trackrad_frame(pred, true)
     assert f is not None
     dice, hd95, msd, com = _independent_frame(pred, true)
     assert f.dice == pytest.approx(dice, abs=1e-12)
@@ -200,12 +199,12 @@ def _challenge_relative_d98(first: np.ndarray, shifts: np.ndarray, sigma: float)
 
 def test_relative_d98_is_one_without_error_and_zero_when_always_missed() -> None:
     first = _square((120, 120), 50, 50, 12)
-    assert gm.relative_d98(first, np.zeros((5, 2))) == pytest.approx(1.0, abs=1e-12)
-    assert gm.relative_d98(first, np.full((5, 2), 60.0)) == pytest.approx(0.0, abs=1e-9)
+    assert tm.relative_d98(first, np.zeros((5, 2))) == pytest.approx(1.0, abs=1e-12)
+    assert tm.relative_d98(first, np.full((5, 2), 60.0)) == pytest.approx(0.0, abs=1e-9)
     # Empty predictions contribute no dose: half of the frames empty halves the dose.
     half = np.array([[0.0, 0.0], [math.nan, math.nan]])
-    assert gm.relative_d98(first, half) == pytest.approx(0.5, abs=1e-9)
-    assert math.isnan(gm.relative_d98(first, np.empty((0, 2))))
+    assert tm.relative_d98(first, half) == pytest.approx(0.5, abs=1e-9)
+    assert math.isnan(tm.relative_d98(first, np.empty((0, 2))))
 
 
 @pytest.mark.parametrize(("seed", "sigma"), [(0, 4.0), (1, 6.0), (2, 4.0)])
@@ -216,122 +215,6 @@ def test_relative_d98_equals_the_challenge_recipe_on_whole_images(seed: int, sig
     shifts = rng.normal(0.0, 3.0, size=(25, 2))
     shifts[3] = (math.nan, math.nan)
     shifts[7] = (40.0, -35.0)
-    assert gm.relative_d98(first, shifts, sigma) == pytest.approx(
+    assert tm.relative_d98(first, shifts, sigma) == pytest.approx(
         _challenge_relative_d98(first, shifts, sigma), abs=1e-9
     )
-
-
-# -- beam timeline ---------------------------------------------------------------------------
-def test_beam_on_seconds_by_hand() -> None:
-    edges = np.arange(11, dtype=np.float64)
-    on = gm.beam_on_seconds(edges, [2.5, 4.0, 4.0, 6.0], [True, False, False, True])
-    np.testing.assert_allclose(on, [0, 0, 0.5, 1, 0, 0, 1, 1, 1, 1])
-    assert gm.beam_on_seconds(edges, [], []).sum() == 0.0
-
-
-def test_beam_on_periods_and_gaps_by_hand() -> None:
-    starts, ends = gm.beam_on_periods([1.0, 2.0, 2.0, 3.5, 5.0], [True, False, False, True, False])
-    np.testing.assert_array_equal(starts, [1.0, 3.5])
-    np.testing.assert_array_equal(ends, [2.0, 5.0])
-    # Hold 2.0-3.5 is an interruption; the hold from 5.0 to the end is not.
-    np.testing.assert_allclose(gm.hold_gaps_s([1.0, 2.0, 3.5, 5.0], [True, False, True, False], 8.0), [1.5])
-    np.testing.assert_allclose(gm.hold_gaps_s([1.0, 2.0, 3.0, 4.0, 6.0], [True, False, True, False, True], 8.0),
-                               [1.0, 2.0])
-    with pytest.raises(ValueError, match="change_times_s"):
-        gm.beam_on_periods([2.0, 1.0], [True, False])
-
-
-def test_weighted_quantile_by_hand() -> None:
-    assert gm.weighted_quantile([3.0, 1.0, 2.0], [1.0, 1.0, 1.0], 0.5) == 2.0
-    assert gm.weighted_quantile([3.0, 1.0, 2.0], [1.0, 1.0, 1.0], 1.0) == 3.0
-    assert gm.weighted_quantile([1.0, 2.0], [19.0, 1.0], 0.95) == 1.0
-    assert gm.weighted_quantile([1.0, 2.0], [18.0, 2.0], 0.95) == 2.0
-    assert gm.weighted_quantile([1.0, math.nan, 5.0], [1.0, 5.0, 0.0], 0.95) == 1.0
-    assert math.isnan(gm.weighted_quantile([1.0], [0.0], 0.5))
-
-
-def test_gating_metrics_by_hand() -> None:
-    # Four 1-s frames; beam on from 1.0 s to 3.0 s; the true target is out (50 %) in frame 1.
-    edges = np.arange(5, dtype=np.float64)
-    g = gm.gating_metrics(edges, [1.0, 3.0], [True, False], [0.0, 50.0, 0.0, 0.0], 10.0, [0.0, 2.0, 1.0, 3.0])
-    assert g.duty_cycle == 0.5
-    assert g.false_beam_on == 0.5  # 1 s of the 2 s on with the target out
-    assert g.false_hold == pytest.approx(2.0 / 3.0)  # frames 0 and 3 held while inside
-    assert g.residual_mean_mm == 1.5
-    assert g.residual_p95_mm == 2.0
-    assert g.interruptions == 0 and g.interruption_max_s == 0.0
-    # Unknown truth (NaN) is left out of the truth-based shares.
-    g2 = gm.gating_metrics(edges, [0.0, 1.5, 2.0], [True, False, True], [0.0, math.nan, 20.0, 0.0], 10.0,
-                           [0.0, math.nan, 1.0, 1.0])
-    assert g2.duty_cycle == pytest.approx(3.5 / 4)
-    assert g2.false_beam_on == pytest.approx(1.0 / 3.0)
-    assert g2.false_hold == 0.0
-    assert g2.interruptions == 1 and g2.interruption_mean_s == pytest.approx(0.5)
-
-
-# -- truth against the boundary -----------------------------------------------------------------
-def test_label_sub_samples_against_the_boundary_by_hand() -> None:
-    ref = np.zeros((9, 9), dtype=bool)
-    ref[4, 4] = True
-    geometry = GatingGeometry(ref, (1.0, 1.0), 0.0)
-    label = np.zeros_like(ref)
-    label[4, 5] = True  # one pixel to the right: sub-sample centres 0.125..0.875 mm away
-    pts = gm.label_sample_points_px(label)
-    assert pts.shape == (16, 2)
-    d = geometry.distance_to_target_mm(pts)
-    np.testing.assert_allclose(np.unique(np.round(d, 12)), [0.125, 0.375, 0.625, 0.875])
-    assert gm.outside_pct_from_distances(d, 0.0) == 100.0
-    assert gm.outside_pct_from_distances(d, 0.5) == 50.0
-    assert gm.outside_pct_from_distances(d, 1.0) == 0.0
-    assert math.isnan(gm.outside_pct_from_distances(np.empty(0), 1.0))
-    # The label itself: every sub-sample inside, 0 % at any margin.
-    assert gm.outside_pct_from_distances(geometry.distance_to_target_mm(gm.label_sample_points_px(ref)), 0.0) == 0.0
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_outside_from_distances_accepts_float32_and_float64(dtype: type) -> None:
-    d = np.array([0.0, 1.0, 2.0, 3.0], dtype=dtype)
-    assert gm.outside_pct_from_distances(d, 1.5) == 50.0
-
-
-def test_rigid_label_truth_agrees_with_the_exact_outside_pct() -> None:
-    # For a label that is the reference moved by whole pixels, the sub-sample estimate
-    # must agree with GatingGeometry.outside_pct's exact area within the sub-sampling error.
-    rr, cc = np.mgrid[0:40, 0:40]
-    ref = ((rr - 20) / 5.2) ** 2 + ((cc - 19) / 4.1) ** 2 <= 1.0
-    spacing = (2.4, 2.4)
-    for margin in (2.0, 3.0, 5.0):
-        geometry = GatingGeometry(ref, spacing, margin)
-        for shift in ((1, 0), (2, 1), (3, -2)):
-            label = np.roll(ref, shift, axis=(0, 1))
-            est = gm.outside_pct_from_distances(
-                geometry.distance_to_target_mm(gm.label_sample_points_px(label, 8)), margin)
-            exact = geometry.outside_pct(shift[0] * spacing[0], shift[1] * spacing[1])
-            assert est == pytest.approx(exact, abs=4.0)
-
-
-# -- ITV versus gating -------------------------------------------------------------------------
-def test_motion_envelope_by_hand() -> None:
-    labels = np.zeros((3, 10, 10), dtype=bool)
-    labels[0, 2:4, 2:4] = True
-    labels[1, 5:7, 2:4] = True
-    labels[2, 2:4, 6:8] = True
-    env, union = gm.motion_envelope(labels, [True, True, True], (2.0, 1.5))
-    assert env.area_mm2 == 12 * 3.0
-    assert env.si_extent_mm == 5 * 2.0
-    assert env.ap_extent_mm == 6 * 1.5
-    assert union.sum() == 12
-    env2, _ = gm.motion_envelope(labels, [True, True, False], (2.0, 1.5))
-    assert (env2.area_mm2, env2.si_extent_mm, env2.ap_extent_mm, env2.frames) == (24.0, 10.0, 3.0, 2)
-    env3, _ = gm.motion_envelope(labels, [False, False, False], (2.0, 1.5))
-    assert env3.area_mm2 == 0.0
-    with pytest.raises(ValueError, match="selected"):
-        gm.motion_envelope(labels, [True], (1.0, 1.0))
-
-
-def test_required_margin_covers_the_share_of_time() -> None:
-    needed = np.array([0.0, 1.0, 2.0, 10.0])
-    assert gm.required_margin_mm(needed, np.ones(4), 0.75) == 2.0
-    assert gm.required_margin_mm(needed, np.ones(4), 0.95) == 10.0
-    # Gating: no beam-on time in the frame that needs 10 mm.
-    assert gm.required_margin_mm(needed, np.array([1.0, 1.0, 1.0, 0.0]), 0.95) == 2.0

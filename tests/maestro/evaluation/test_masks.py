@@ -1,4 +1,4 @@
-"""gating.masks: Dice, the agreement of two masks and a mask moved by a sub-pixel
+"""maestro.evaluation.masks: Dice, the agreement of two masks and a mask moved by a sub-pixel
 displacement, against hand-computed cases and naive implementations."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gating.masks import dice, mask_agreement, moved_mask
+from maestro.evaluation.masks import dice, mask_agreement, moved_mask
 
 
 def _square(shape: tuple[int, int] = (20, 20)) -> np.ndarray:
