@@ -1,5 +1,6 @@
-"""The acquisition: the point-spread blur, the cine grid, the warp of the anatomy, and the
-Rician noise and uint16 rounding every generator ends with."""
+"""The acquisition: the point-spread blur, the cine grid, the warp of the anatomy, the
+Rician noise and uint16 rounding every generator ends with, and the one function that
+renders a breathing-model or trace-driven frame from them (:func:`render_frame`)."""
 
 from __future__ import annotations
 
@@ -90,3 +91,47 @@ def rician_uint16(clean: np.ndarray, rng: np.random.Generator, noise_sigma: floa
     noise = rng.standard_normal((2, *clean.shape)) * noise_sigma
     magnitude = np.hypot(clean + noise[0], noise[1])
     return np.clip(np.rint(magnitude), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+def render_frame(
+    blurred: np.ndarray,
+    grid: tuple[np.ndarray, ...],
+    d_row_mm: float,
+    d_col_mm: float,
+    coords: np.ndarray,
+    intensity: np.ndarray,
+    rng: np.random.Generator,
+    noise_sigma: float,
+    lesion: tuple[tuple[slice, slice], np.ndarray, float] | None = None,
+) -> np.ndarray:
+    """One breathing-model or trace-driven cine frame.
+
+    The anatomy warped by the displacement (:func:`warped_anatomy`), a lesion
+    composited into it when given, times the intensity field (coil shading, and a
+    generator's drift), then Rician noise and uint16 (:func:`rician_uint16`).
+
+    Parameters
+    ----------
+    blurred, grid, d_row_mm, d_col_mm, coords
+        As :func:`warped_anatomy`.
+    intensity : (rows, cols) float ndarray
+        Multiplies the clean image (the grid's coil shading, or shading times drift).
+    rng, noise_sigma
+        As :func:`rician_uint16`.
+    lesion : (window, alpha, value) or None
+        A lesion drawn over the anatomy: in the pixels ``window`` (a pair of slices),
+        each moves toward ``value`` (intensity units) by its ``alpha`` (0-1, the
+        lesion's blurred occupancy, shaped like the window). ``None``: the lesion is part
+        of the anatomy (the breathing model).
+
+    Returns
+    -------
+    (rows, cols) uint16 ndarray
+    """
+    clean = warped_anatomy(blurred, grid, d_row_mm, d_col_mm, coords)
+    if lesion is not None:
+        window, alpha, value = lesion
+        patch = clean[window]
+        patch += alpha * (value - patch)
+    clean *= intensity
+    return rician_uint16(clean, rng, noise_sigma)

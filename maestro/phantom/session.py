@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maestro.phantom.acquisition import prepare_acquisition, rician_uint16, warped_anatomy
+from maestro.phantom.acquisition import prepare_acquisition, render_frame
 from maestro.phantom.anatomy import LIVER, LesionParameters, build_anatomy
 from maestro.phantom.breathing import BreathingParameters, breathing_displacement_mm, draw_breathing
 from maestro.phantom.geometry import Geometry, check_session_arguments
@@ -163,8 +163,7 @@ def generate_session(
     coords = np.empty((2, rows, cols), dtype=np.float64)
     for k in range(n_frames):
         d_row, d_col = displacement[k]
-        clean = warped_anatomy(blurred, grid, d_row, d_col, coords) * shading
-        frames[k] = rician_uint16(clean, noise_rng, noise_sigma)
+        frames[k] = render_frame(blurred, grid, d_row, d_col, coords, shading, noise_rng, noise_sigma)
         dy = y - (lesion_centre[0] + d_row)
         dx = x - (lesion_centre[1] + d_col)
         u = dy * ca + dx * sa

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from maestro.phantom.acquisition import PSF_SIGMA_PX, prepare_acquisition, rician_uint16, warped_anatomy
+from maestro.phantom.acquisition import PSF_SIGMA_PX, prepare_acquisition, render_frame
 from maestro.phantom.anatomy import LIVER, build_anatomy
 from maestro.phantom.breathing import AP_BOUND_MM, SI_BOUND_MM
 from maestro.phantom.geometry import Geometry, check_session_arguments
@@ -463,18 +463,16 @@ class TracePhantom:
         pad = 3  # PSF half-width in pixels (sigma is half a pixel)
         for k in range(self.n_frames):
             d_row, d_col = self._anatomy_warp_mm[k]
-            clean = warped_anatomy(self._blurred, self._grid, d_row, d_col, coords)
             occupancy, (rs, cs) = self._occupancy(k)
-            # Composite the lesion through the same PSF as the anatomy.
+            # The lesion goes through the same PSF as the anatomy.
             r0, r1 = max(rs.start - pad, 0), min(rs.stop + pad, self.shape[0])
             c0, c1 = max(cs.start - pad, 0), min(cs.stop + pad, self.shape[1])
             alpha = ndimage.gaussian_filter(occupancy[r0:r1, c0:c1], PSF_SIGMA_PX, mode="constant")
-            clean[r0:r1, c0:c1] += alpha * (lesion_value - clean[r0:r1, c0:c1])
             t = self.times_s[k]
             gain = 1.0 + drift * (math.sin(2.0 * math.pi * t / p1 + f1) - math.sin(f1))
             gain_tilt = drift * (math.sin(2.0 * math.pi * t / p2 + f2) - math.sin(f2))
-            clean *= self._shading * (gain + gain_tilt * tilt)
-            pixels = rician_uint16(clean, self._noise_rng, self._noise_sigma)
+            pixels = render_frame(self._blurred, self._grid, d_row, d_col, coords, self._shading * (gain + gain_tilt * tilt),
+                                  self._noise_rng, self._noise_sigma, ((slice(r0, r1), slice(c0, c1)), alpha, lesion_value))
             yield TraceFrame(k, pixels, occupancy.astype(np.float32))
 
 

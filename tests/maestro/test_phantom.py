@@ -459,7 +459,7 @@ def test_body_wall_moves_little(session_8fps: PhantomSession) -> None:
 )
 def test_bad_arguments_are_refused(kwargs: dict[str, object], argument: str) -> None:
     with pytest.raises(ValueError, match=rf"^{argument}: must"):
-        generate_session(**kwargs)  # type: ignore[arg-type]
+        generate_session(**kwargs)
 
 
 def test_numpy_integer_seed_is_accepted() -> None:
@@ -467,3 +467,31 @@ def test_numpy_integer_seed_is_accepted() -> None:
     b = generate_session("mridian-4fps", seconds=0.5, seed=4)
     np.testing.assert_array_equal(a.frames, b.frames)
     assert type(a.seed) is int
+
+
+def test_render_frame_is_warp_then_lesion_then_intensity_then_noise() -> None:
+    """The one render function against its steps done by hand, noise included (same seed)."""
+    from maestro.phantom.acquisition import prepare_acquisition, render_frame, warped_anatomy
+    from maestro.phantom.anatomy import build_anatomy
+    from maestro.phantom.geometry import GEOMETRIES
+
+    geo = GEOMETRIES["mridian-4fps"]
+    model = build_anatomy(5, None)
+    blurred, grid = prepare_acquisition(model, geo)
+    coords = np.empty((2, *geo.shape))
+    intensity = grid[5] * 1.1
+    window = (slice(40, 44), slice(50, 53))
+    alpha = np.linspace(0.0, 1.0, 12).reshape(4, 3)
+    got = render_frame(blurred, grid, 3.0, -1.5, coords, intensity, np.random.default_rng(9), 2.0, (window, alpha, 250.0))
+
+    clean = warped_anatomy(blurred, grid, 3.0, -1.5, coords)
+    clean[40:44, 50:53] = (1.0 - alpha) * clean[40:44, 50:53] + alpha * 250.0
+    clean = clean * intensity
+    noise = np.random.default_rng(9).standard_normal((2, *geo.shape)) * 2.0
+    want = np.clip(np.rint(np.hypot(clean + noise[0], noise[1])), 0, 65535).astype(np.uint16)
+    assert got.dtype == np.uint16 and got.shape == geo.shape
+    # The hand-made compositing rounds differently in the last bit: at most 1 count apart.
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert (got[40:44, 52] > got[40:44, 50]).all()  # alpha 1 at the right: the lesion's 250
+    no_lesion = render_frame(blurred, grid, 3.0, -1.5, coords, intensity, np.random.default_rng(9), 2.0)
+    np.testing.assert_array_equal(no_lesion[:40], got[:40])  # only the window differs
