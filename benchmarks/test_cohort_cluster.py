@@ -47,7 +47,7 @@ def _cohort(folder: Path, quick: bool) -> list[Path]:
     return paths
 
 
-def test_cohort_throughput_local_pool_and_dask_cluster(quick: bool, figures, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cohort_throughput_local_pool_and_dask_cluster(quick: bool, figures, tmp_path: Path) -> None:
     from maestro.validation.cluster import run_cohort_on_cluster
 
     paths = _cohort(tmp_path / "cohort", quick)

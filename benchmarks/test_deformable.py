@@ -46,7 +46,7 @@ _LOCAL_BUDGETS = {
 }
 
 
-def _check(figures, name: str) -> None:  # type: ignore[no-untyped-def]
+def _check(figures, name: str) -> None:
     if name in bench.FIGURES_BY_NAME:
         figures.check(name)
         return

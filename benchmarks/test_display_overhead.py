@@ -39,12 +39,12 @@ def _run(w: workload.Workload, n: int, display: bool) -> tuple[np.ndarray, int]:
     latency_us = np.full(n, np.nan)
     count = [0]
 
-    def collect(record) -> None:  # type: ignore[no-untyped-def]
+    def collect(record) -> None:
         latency_us[count[0]] = record.latency_us
         count[0] += 1
 
     control = ReplayControl(workload.PingPongSource(w, n), speed=SPEED)
-    session = GatingSession(control, SessionConfig(deformable=False), SimulatedBeam(), None, [EachRecord(collect)])
+    session = GatingSession(control, SessionConfig(deformable=False), SimulatedBeam(), None, observers=[EachRecord(collect)])
     drawn = 0
     if display:
         result = run_with_display(session, control=control, keep_open=False)
@@ -55,7 +55,7 @@ def _run(w: workload.Workload, n: int, display: bool) -> tuple[np.ndarray, int]:
     return latency_us[1:], drawn  # frame 0 is the reference: its latency includes set-up
 
 
-def test_display_overhead(benchmark, figures, quick: bool, phantom_8fps: workload.Workload) -> None:  # type: ignore[no-untyped-def]
+def test_display_overhead(benchmark, figures, quick: bool, phantom_8fps: workload.Workload) -> None:
     n = 240 if quick else 480
     pairs: list[tuple[float, float, int]] = []
 

@@ -93,7 +93,7 @@ def _live(fps: int, n_frames: int) -> tuple[np.ndarray, np.ndarray, int]:
         ack_us = np.full(n_frames, np.nan)
         missed = 0
 
-        def on_frame(session, frame, record) -> None:  # type: ignore[no-untyped-def]
+        def on_frame(session, frame, record) -> None:
             nonlocal missed
             k = frame.index
             if k < n_frames:
@@ -103,7 +103,7 @@ def _live(fps: int, n_frames: int) -> tuple[np.ndarray, np.ndarray, int]:
                 else:
                     missed += 1
 
-        session = GatingSession(source, RIGID, beam, [EachFrame(on_frame)])
+        session = GatingSession(source, RIGID, beam, observers=[EachFrame(on_frame)])
         # A scanner that stays connected but stops sending would stall the source for
         # ever: close it (ending the run, and failing the count below) well after time.
         deadline = threading.Timer(n_frames / fps + 60.0, source.close)

@@ -50,7 +50,7 @@ class _Collector:
         self.cpu_first = self.cpu_last = 0.0
         self.blocks_settled = self.blocks_end = 0
 
-    def frame_decided(self, session, frame, record) -> None:  # type: ignore[no-untyped-def]
+    def frame_decided(self, session, frame, record) -> None:
         k = self.count
         self.count = k + 1
         self.latency_us[k] = record.latency_us
@@ -79,7 +79,7 @@ class _Collector:
 def test_loop_step_distribution(figures, quick: bool, phantom_8fps: workload.Workload) -> None:
     n = 10_000 if quick else 30_000
     collector = _Collector(n)
-    session = GatingSession(workload.PingPongSource(phantom_8fps, n), RIGID, SimulatedBeam(), None, [collector])
+    session = GatingSession(workload.PingPongSource(phantom_8fps, n), RIGID, SimulatedBeam(), None, observers=[collector])
     session.run()
     assert collector.count == n
     lat = collector.latency_us[1:]  # frame 0 is the reference: its latency includes set-up
@@ -166,7 +166,7 @@ def _replay(path: Path, out: Path | None) -> tuple[_Collector, float, int]:
     source = ReplaySource(path)
     collector = _Collector(source.n_frames)
     recorder = SessionRecorder(out) if out is not None else None
-    session = GatingSession(source, RIGID, SimulatedBeam(), recorder, [collector])
+    session = GatingSession(source, RIGID, SimulatedBeam(), recorder, observers=[collector])
     meta = session_description(source, RIGID)
     if recorder is not None:
         recorder.start(meta)

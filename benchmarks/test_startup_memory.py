@@ -34,7 +34,7 @@ def ready(record):
     sys.stdout.write("READY\\n")
     sys.stdout.flush()
 
-GatingSession(ReplaySource(sys.argv[1]), SessionConfig(), SimulatedBeam(), None, [EachRecord(ready)]).run(max_frames=1)
+GatingSession(ReplaySource(sys.argv[1]), SessionConfig(), SimulatedBeam(), None, observers=[EachRecord(ready)]).run(max_frames=1)
 """
 
 _RSS_SCRIPT = """
@@ -51,7 +51,7 @@ def on_record(record):
         rss[record.frame] = workload.rss_bytes()
 
 w = workload.phantom_workload("mridian-8fps")
-GatingSession(workload.PingPongSource(w, n), SessionConfig(), SimulatedBeam(), None, [EachRecord(on_record)]).run()
+GatingSession(workload.PingPongSource(w, n), SessionConfig(), SimulatedBeam(), None, observers=[EachRecord(on_record)]).run()
 print(json.dumps({"settled": rss[settle], "end": rss[n - 1]}))
 """
 

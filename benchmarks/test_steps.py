@@ -35,7 +35,7 @@ class _Frames:
         return frame
 
 
-def _stats_us(benchmark) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def _stats_us(benchmark) -> tuple[float, float]:
     data = np.asarray(benchmark.stats.stats.data) * 1e6
     return float(np.median(data)), float(np.percentile(data, 99))
 

@@ -40,7 +40,7 @@ def _sessions(quick: bool) -> int:
 
 
 def test_cohort_of_50_sessions_x_36_configurations_under_5_minutes(
-    quick: bool, figures, tmp_path: Path  # type: ignore[no-untyped-def]
+    quick: bool, figures, tmp_path: Path
 ) -> None:
     n = _sessions(quick)
     assert len(SETTINGS.configurations()) == 36

@@ -15,7 +15,8 @@ from tracking.deformable import RIGID_SHARE as _RIGID_SHARE
 from tracking.tracker import DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM
 
 __all__ = [
-    "CONFIDENCE_FLOOR", "CONTEXT_MM", "MARGIN_MM", "MAX_FRAME_AGE_MS", "RIGID_SHARE", "SEARCH_MM", "THRESHOLD_PCT",
+    "CONFIDENCE_FLOOR", "CONTEXT_MM", "MARGIN_MM", "MAX_FRAME_AGE_MS", "RIGID_SHARE", "SEARCH_MM",
+    "SWEEP_LATENCIES_MS", "SWEEP_MARGINS_MM", "SWEEP_PREDICT_MS", "SWEEP_THRESHOLDS_PCT", "THRESHOLD_PCT",
     "UNCERTAINTY_MM",
 ]
 
@@ -39,3 +40,13 @@ UNCERTAINTY_MM = DEFAULT_UNCERTAINTY_MM
 #: The deformable mode's share of the rigid match in the target's position (0-1); see
 #: :data:`tracking.deformable.RIGID_SHARE`.
 RIGID_SHARE = _RIGID_SHARE
+
+# -- what ``maestro validate`` sweeps (each includes the session's own default) ------------
+#: Gating margins (mm).
+SWEEP_MARGINS_MM: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0)
+#: Outside thresholds (%).
+SWEEP_THRESHOLDS_PCT: tuple[float, ...] = (5.0, 10.0, 20.0)
+#: Simulated beam response delays, applied to hold and release (ms).
+SWEEP_LATENCIES_MS: tuple[float, ...] = (0.0, 250.0)
+#: Prediction horizons (ms; 0 = the tracked position).
+SWEEP_PREDICT_MS: tuple[float, ...] = (0.0,)

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from gating.boundary import GatingGeometry
+from gating.centroid import mask_centroid_px
 from hardware import Frame, FrameSource
 from maestro.recording import FrameRecord
 
@@ -109,6 +110,8 @@ class DisplayOverlay:
             return [np.column_stack([r[:, 1] * col_mm, r[:, 0] * row_mm]) for r in rings]
 
         rows, cols = np.nonzero(geometry.target_mask)
+        reference = mask_centroid_px(geometry.target_mask)
+        assert reference is not None  # a boundary has a target
         height_mm = (rows.max() - rows.min() + 1) * row_mm
         width_mm = (cols.max() - cols.min() + 1) * col_mm
         reach_mm = float(max(height_mm, width_mm) + 2.0 * geometry.margin_mm + 1.0)
@@ -133,7 +136,7 @@ class DisplayOverlay:
             spacing_mm=geometry.spacing_mm,
             target_rings_mm=to_xy(geometry.target_contour_px()),
             boundary_rings_mm=to_xy(geometry.boundary_contour_px()),
-            reference_xy_mm=(float(cols.mean()) * col_mm, float(rows.mean()) * row_mm),
+            reference_xy_mm=(reference[1] * col_mm, reference[0] * row_mm),
             margin_mm=geometry.margin_mm,
             threshold_pct=float(threshold_pct),
             confidence_floor=float(confidence_floor),

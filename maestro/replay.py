@@ -115,7 +115,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         tracked_labels = TrackedLabels(deformable=config.deformable)
     try:
         session = GatingSession(control or source, config, beam, recorder,
-                                [o for o in (tracked_labels, agreement) if o is not None])
+                                observers=[o for o in (tracked_labels, agreement) if o is not None])
     except ValueError as exc:  # e.g. a prediction horizon the frame rate cannot serve
         if recorder is not None:
             recorder.close()

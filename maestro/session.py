@@ -228,6 +228,7 @@ class GatingSession:
         config: SessionConfig,
         beam: BeamInterface,
         recorder: SessionRecorder | None = None,
+        *,
         observers: Sequence[SessionObserver] = (),
     ) -> None:
         self.source = source

@@ -139,7 +139,7 @@ def run_soak(frames_u16: np.ndarray, spacing_mm: tuple[float, float], fps: float
 
     source = LoopedSource(frames_u16, spacing_mm, fps, repeats, first_label)
     recorder = SessionRecorder(out_dir)
-    session = GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, [EachRecord(keep)])
+    session = GatingSession(source, SessionConfig(), SimulatedBeam(), recorder, observers=[EachRecord(keep)])
     try:
         summary = session.run()
     finally:

@@ -34,6 +34,11 @@ def _float_list(low: float = 0.0, high: float | None = None):
     return parse
 
 
+def _listed(values: tuple[float, ...]) -> str:
+    """A sweep's values as the option takes them: ``2,3,4,5``."""
+    return ",".join(f"{v:g}" for v in values)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``maestro validate``."""
     from maestro.cli_args import box, count, number, positive_count, spacing
@@ -52,15 +57,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", type=Path, metavar="SOURCE",
                    help="a recording (TrackRAD2025 case folder or DICOM series folder) or a folder of them")
     p.add_argument("--report", type=Path, required=True, metavar="DIR", help="folder to write the report into")
-    p.add_argument("--margins-mm", type=_float_list(), default=(2.0, 3.0, 4.0, 5.0), metavar="MM,...",
-                   help="gating margins to sweep (default 2,3,4,5)")
-    p.add_argument("--thresholds-pct", type=_float_list(0.0, 100.0), default=(5.0, 10.0, 20.0), metavar="PCT,...",
-                   help="outside thresholds to sweep (default 5,10,20)")
-    p.add_argument("--latency-ms", type=_float_list(), default=(0.0, 250.0), metavar="MS,...",
-                   help="simulated beam response delays to sweep, applied to hold and release (default 0,250)")
-    p.add_argument("--predict-ms", type=_float_list(), default=(0.0,), metavar="MS,...",
+    p.add_argument("--margins-mm", type=_float_list(), default=defaults.SWEEP_MARGINS_MM, metavar="MM,...",
+                   help=f"gating margins to sweep (default {_listed(defaults.SWEEP_MARGINS_MM)})")
+    p.add_argument("--thresholds-pct", type=_float_list(0.0, 100.0), default=defaults.SWEEP_THRESHOLDS_PCT,
+                   metavar="PCT,...",
+                   help=f"outside thresholds to sweep (default {_listed(defaults.SWEEP_THRESHOLDS_PCT)})")
+    p.add_argument("--latency-ms", type=_float_list(), default=defaults.SWEEP_LATENCIES_MS, metavar="MS,...",
+                   help="simulated beam response delays to sweep, applied to hold and release "
+                        f"(default {_listed(defaults.SWEEP_LATENCIES_MS)})")
+    p.add_argument("--predict-ms", type=_float_list(), default=defaults.SWEEP_PREDICT_MS, metavar="MS,...",
                    help="prediction horizons to sweep: gate on the position predicted this far ahead "
-                        "(0 = the tracked position; default 0)")
+                        f"(0 = the tracked position; default {_listed(defaults.SWEEP_PREDICT_MS)})")
     p.add_argument("--workers", type=positive_count, default=None,
                    help="cases run in parallel on this machine (default: 2 or the number of CPUs if fewer; "
                         "not with --scheduler)")

@@ -43,10 +43,10 @@ class ValidationSettings:
         Render the report's figures (PNG, base64) with the case.
     """
 
-    margins_mm: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0)
-    thresholds_pct: tuple[float, ...] = (5.0, 10.0, 20.0)
-    latencies_ms: tuple[float, ...] = (0.0, 250.0)
-    predict_ms: tuple[float, ...] = (0.0,)
+    margins_mm: tuple[float, ...] = defaults.SWEEP_MARGINS_MM
+    thresholds_pct: tuple[float, ...] = defaults.SWEEP_THRESHOLDS_PCT
+    latencies_ms: tuple[float, ...] = defaults.SWEEP_LATENCIES_MS
+    predict_ms: tuple[float, ...] = defaults.SWEEP_PREDICT_MS
     confidence_floor: float = defaults.CONFIDENCE_FLOOR
     beam_on_delay_ms: float = 0.0
     beam_on_delay_frames: int = 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gating.centroid import mask_centroid_px
 from gating.uncertainty import away_from_reference_mm
 from maestro.validation.results import CaseResult, failed_case
 from maestro.validation.settings import CONFIG_KEYS, COVERAGE, ValidationSettings
@@ -128,14 +129,15 @@ def run_case(path: str | Path, settings: ValidationSettings) -> CaseResult:
     needed = np.full(n, math.nan)
     if labels is not None and labels[0].any():
         dist_geometry = GatingGeometry(tp.mask, tp.spacing_mm, 0.0)
-        ref_rows, ref_cols = np.nonzero(labels[0])
-        r0, c0 = ref_rows.mean(), ref_cols.mean()
+        ref_centroid = mask_centroid_px(labels[0])
+        assert ref_centroid is not None  # labels[0].any()
+        r0, c0 = ref_centroid
         for k in range(n):
-            if not labels[k].any():
+            centroid = mask_centroid_px(labels[k])
+            if centroid is None:
                 continue
-            rr, cc = np.nonzero(labels[k])
-            true_row[k] = (rr.mean() - r0) * sr
-            true_col[k] = (cc.mean() - c0) * sc
+            true_row[k] = (centroid[0] - r0) * sr
+            true_col[k] = (centroid[1] - c0) * sc
             # Sub-samples of label pixels that are reference pixels lie inside: distance 0.
             outside_px = labels[k] & ~tp.mask
             n_inside = int(np.count_nonzero(labels[k])) - int(np.count_nonzero(outside_px))

@@ -98,7 +98,7 @@ def track_case(path: Path, settings: ValidationSettings) -> TrackingPass:
             if labels is not None and frame.label is not None:
                 labels[k] = frame.label
 
-        session = GatingSession(source, config, SimulatedBeam(latency, latency), None, [EachFrame(keep)])
+        session = GatingSession(source, config, SimulatedBeam(latency, latency), None, observers=[EachFrame(keep)])
         session.run()
         if decided != n or session.tracker is None:
             raise RuntimeError(f"{source.description}: the session decided {decided} of {n} frames")

@@ -142,7 +142,7 @@ def failing_reasons(config: GateConfig, step: FrameStep) -> list[str]:
         if isinstance(x, str):
             return False
         try:
-            return bool(np.isfinite(float(x)))  # type: ignore[arg-type]
+            return bool(np.isfinite(float(x)))
         except (TypeError, ValueError):
             return False
 
@@ -205,8 +205,8 @@ def gate_replay(config: GateConfig, steps: Sequence[Step]) -> list[tuple[bool, s
         released = False
         for k in range(j, i + 1):
             frames_before = k - j
-            t_k = float(steps[k].t_s)  # type: ignore[union-attr]
-            t_j = float(steps[j].t_s)  # type: ignore[union-attr]
+            t_k = float(steps[k].t_s)
+            t_j = float(steps[j].t_s)
             elapsed_ms = (t_k - t_j) * 1000.0
             if (
                 frames_before >= config.beam_on_delay_frames

@@ -93,7 +93,7 @@ def test_config_defaults():
         config.max_frame_age_ms,
     ) == (10.0, 0.5, 0.0, 0, 250.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.threshold_pct = 5.0  # type: ignore[misc]
+        config.threshold_pct = 5.0
 
 
 @pytest.mark.parametrize(
@@ -126,13 +126,13 @@ def test_config_accepts_numpy_integers_and_edges():
 
 def test_gate_rejects_a_non_config():
     with pytest.raises(ValueError, match="config"):
-        Gate({"threshold_pct": 10.0})  # type: ignore[arg-type]
+        Gate({"threshold_pct": 10.0})
 
 
 def test_decision_is_frozen_with_slots():
     decision = Gate().decide(**frame(0.0))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        decision.beam_on = False  # type: ignore[misc]
+        decision.beam_on = False
     assert not hasattr(decision, "__dict__")
 
 
@@ -371,7 +371,7 @@ def test_negative_frame_age_counts_as_fresh():
 @pytest.mark.parametrize("reason", ["", "startup", "nope", None])
 def test_watchdog_rejects_unknown_reasons(reason):
     with pytest.raises(ValueError, match="reason"):
-        Gate().watchdog(0.0, reason)  # type: ignore[arg-type]
+        Gate().watchdog(0.0, reason)
 
 
 def test_watchdog_default_reason_is_stale_frame():

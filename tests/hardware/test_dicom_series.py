@@ -372,4 +372,4 @@ def test_spacing_argument_overrides_with_warning(tmp_path: Path, caplog: pytest.
 @pytest.mark.parametrize(("fps", "spacing"), [(0.0, None), (float("nan"), None), (None, (1.0, 0.0)), (None, (1.0,))])
 def test_bad_arguments(tmp_path: Path, fps: float | None, spacing: tuple[float, ...] | None) -> None:
     with pytest.raises(ValueError):
-        read_series(tmp_path, fps=fps, spacing_mm=spacing)  # type: ignore[arg-type]
+        read_series(tmp_path, fps=fps, spacing_mm=spacing)

@@ -73,7 +73,7 @@ def _mutate(data: bytes, edits: list[tuple[float, int]], cut: float | None) -> b
     edits=mutations,
     cut=st.none() | st.floats(0.0, 1.0, exclude_max=True),
 )
-def test_mutated_trackrad_case_is_read_or_refused(target: str, edits, cut) -> None:  # type: ignore[no-untyped-def]
+def test_mutated_trackrad_case_is_read_or_refused(target: str, edits, cut) -> None:
     files = dict(CASE_FILES)
     files[target] = _mutate(files[target], edits, cut)
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,7 +188,7 @@ SERIES_FILES = _series_bytes()
     edits=mutations,
     cut=st.none() | st.floats(0.0, 1.0, exclude_max=True),
 )
-def test_mutated_dicom_series_is_read_or_refused(target: str, edits, cut) -> None:  # type: ignore[no-untyped-def]
+def test_mutated_dicom_series_is_read_or_refused(target: str, edits, cut) -> None:
     files = dict(SERIES_FILES)
     files[target] = _mutate(files[target], edits, cut)
     with tempfile.TemporaryDirectory() as tmp:

@@ -50,7 +50,7 @@ def _mutate(data: bytes, changes: list[tuple[float, int]], cut: float | None) ->
     return bytes(buf)
 
 
-def _peak_bytes(fn) -> int:  # type: ignore[no-untyped-def]
+def _peak_bytes(fn) -> int:
     tracemalloc.start()
     try:
         fn()
@@ -85,7 +85,7 @@ def test_sendexternal_random_bytes(data: bytes, chunk: int) -> None:
 
 @FUZZ
 @given(changes=edits, cut=st.none() | st.floats(0.0, 1.0, exclude_max=True), chunk=st.integers(1, 97))
-def test_sendexternal_mutated_stream(changes, cut, chunk: int) -> None:  # type: ignore[no-untyped-def]
+def test_sendexternal_mutated_stream(changes, cut, chunk: int) -> None:
     data = _mutate(_VALID_STREAM, changes, cut)
     try:
         _decode(data, chunk)
@@ -121,7 +121,7 @@ _VALID_RAW = _raw_bytes()
 
 @FUZZ
 @given(changes=edits, cut=st.none() | st.floats(0.0, 1.0, exclude_max=True))
-def test_cine_raw_mutated_file(changes, cut) -> None:  # type: ignore[no-untyped-def]
+def test_cine_raw_mutated_file(changes, cut) -> None:
     data = _mutate(_VALID_RAW, changes, cut)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.raw"
@@ -153,7 +153,7 @@ def test_roi_random_bytes(data: bytes) -> None:
 
 @FUZZ
 @given(changes=edits, cut=st.none() | st.floats(0.0, 1.0, exclude_max=True))
-def test_roi_mutated_file(changes, cut) -> None:  # type: ignore[no-untyped-def]
+def test_roi_mutated_file(changes, cut) -> None:
     data = _mutate(_VALID_ROI, changes, cut)
 
     def run() -> None:
@@ -175,7 +175,7 @@ _VALID_LINES = [
 
 @FUZZ
 @given(line=st.sampled_from(_VALID_LINES), changes=edits, cut=st.none() | st.floats(0.0, 1.0, exclude_max=True))
-def test_beam_protocol_mutated_lines(line: bytes, changes, cut) -> None:  # type: ignore[no-untyped-def]
+def test_beam_protocol_mutated_lines(line: bytes, changes, cut) -> None:
     data = _mutate(line, changes, cut).rstrip(b"\n")
     for parse in (parse_command, parse_reply):
         try:

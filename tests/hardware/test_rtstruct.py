@@ -92,7 +92,7 @@ def test_only_closed_planar_contours_count(tmp_path: Path) -> None:
     (lambda ds: (setattr(ds, "Modality", "MR"), setattr(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.4")),
      "Modality", "not an RT Structure Set"),
 ])
-def test_broken_files_are_refused_naming_the_field(tmp_path: Path, edit, field: str, rule: str) -> None:  # type: ignore[no-untyped-def]
+def test_broken_files_are_refused_naming_the_field(tmp_path: Path, edit, field: str, rule: str) -> None:
     path = write_rtstruct(tmp_path / "rs.dcm", {"GTV": [_square(0.0)]}, FOR_UID, uid_seed="b")
     ds = pydicom.dcmread(path)
     with warnings.catch_warnings():

@@ -323,7 +323,7 @@ def test_read_dat_refuses_missing_and_empty_files(tmp_path: Path) -> None:
 def test_record_refuses_values_the_format_cannot_carry(kwargs: dict[str, object]) -> None:
     args: dict[str, object] = {"pixels": np.zeros((2, 2), np.int16), "spacing_mm": (1.0, 1.0), **kwargs}
     with pytest.raises(ValueError):
-        SendExternalRecord(**args)  # type: ignore[arg-type]
+        SendExternalRecord(**args)
 
 
 def test_record_pixels_are_read_only_copies() -> None:

@@ -54,7 +54,7 @@ def test_labels_read_back_with_the_case_reader(tmp_path: Path) -> None:
         ("a", _masks(), (1.0, float("nan")), "spacing_mm"),
     ],
 )
-def test_bad_arguments_are_refused(tmp_path: Path, case_id, masks, spacing, name) -> None:  # type: ignore[no-untyped-def]
+def test_bad_arguments_are_refused(tmp_path: Path, case_id, masks, spacing, name) -> None:
     with pytest.raises(ValueError, match=rf"^{name}: must"):
         write_tracked_labels(tmp_path, case_id, masks, spacing)
 

@@ -198,7 +198,7 @@ def test_bad_fps_argument(example: Path, fps: float) -> None:
 @pytest.mark.parametrize("spacing", [(0.0, 1.0), (1.0, float("nan")), (1.0, 1.0, 1.0)])
 def test_bad_spacing_argument(example: Path, spacing: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="spacing_mm"):
-        read_case(example, spacing_mm=spacing)  # type: ignore[arg-type]
+        read_case(example, spacing_mm=spacing)
 
 
 # -- refusals -----------------------------------------------------------------------------

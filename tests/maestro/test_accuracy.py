@@ -40,11 +40,11 @@ def _write(path: Path, trace: MotionTrace) -> Path:
 
 
 @pytest.fixture(scope="module")
-def accuracy_4fps():  # type: ignore[no-untyped-def]
+def accuracy_4fps():
     return evaluate_tracking(_trace(), "mridian-4fps", seconds=15.0, seed=3, lesion_diameter_mm=24.0)
 
 
-def test_tracking_accuracy_on_a_synthetic_trace(accuracy_4fps) -> None:  # type: ignore[no-untyped-def]
+def test_tracking_accuracy_on_a_synthetic_trace(accuracy_4fps) -> None:
     acc = accuracy_4fps
     assert acc.frames == 59  # 60 frames, the first is the reference
     assert acc.tracked_mm.shape == acc.true_mm.shape == (60, 2)
@@ -88,7 +88,7 @@ def test_prediction_table_on_a_regular_trace() -> None:
     assert "250 ms" in table and "Synthetic" in table
 
 
-def test_gating_accuracy_without_and_with_prediction(accuracy_4fps) -> None:  # type: ignore[no-untyped-def]
+def test_gating_accuracy_without_and_with_prediction(accuracy_4fps) -> None:
     trace = _trace()
     ref = TracePhantom(trace.times_s, np.stack((trace.si_mm, trace.ap_mm, trace.lr_mm), 1),
                        "mridian-4fps", 1.0, 3, 24.0).label_fraction(0) >= 0.5
@@ -100,7 +100,7 @@ def test_gating_accuracy_without_and_with_prediction(accuracy_4fps) -> None:  # 
     assert "wrong-on" in format_gating_table([g])
 
 
-def test_accuracy_command_prints_the_three_tables(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_accuracy_command_prints_the_three_tables(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "traces"
     folder.mkdir()
     _write(folder / "LiverTraj_A_robot.txt", _trace(30.0))
@@ -112,7 +112,7 @@ def test_accuracy_command_prints_the_three_tables(tmp_path: Path, capsys) -> Non
     assert read_kim_trace(folder / "LiverTraj_A_robot.txt").name == "A"
 
 
-def test_accuracy_command_refuses_a_folder_without_traces(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_accuracy_command_refuses_a_folder_without_traces(tmp_path: Path, capsys) -> None:
     assert main(["accuracy", "--traces", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no .txt" in err[0]
@@ -128,7 +128,7 @@ def test_excursions_go_towards_the_middle_of_the_si_range() -> None:
     assert excursions_for(_trace(), 10.0, 0.0) == ()
 
 
-def test_accuracy_command_stress_run_with_excursions(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_accuracy_command_stress_run_with_excursions(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "traces"
     folder.mkdir()
     _write(folder / "LiverTraj_A_robot.txt", _trace(30.0))

@@ -32,7 +32,7 @@ CONFIDENCE_FLOOR = 0.5  # the gate's default
 
 
 @pytest.fixture(scope="module")
-def series(shared_data: Path):  # type: ignore[no-untyped-def]
+def series(shared_data: Path):
     return read_series(shared_data / LIVER)
 
 
@@ -48,7 +48,7 @@ def _track(frames: np.ndarray, spacing_mm: tuple[float, float], box: tuple[int, 
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_target_is_never_lost_on_real_cine(series, target: str) -> None:  # type: ignore[no-untyped-def]
+def test_target_is_never_lost_on_real_cine(series, target: str) -> None:
     tracked = _track(series.frames, series.spacing_mm, TARGETS[target])
     assert tracked.shape[0] == 498
     assert np.isfinite(tracked[:, :2]).all()
@@ -60,7 +60,7 @@ def test_target_is_never_lost_on_real_cine(series, target: str) -> None:  # type
 
 @pytest.mark.parametrize("trace_name", ["RegularBreathing70s", "Erratic70s"])
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_known_shift_is_recovered(series, shared_data: Path, target: str, trace_name: str) -> None:  # type: ignore[no-untyped-def]
+def test_known_shift_is_recovered(series, shared_data: Path, target: str, trace_name: str) -> None:
     trace = read_kim_trace(shared_data / "motion" / "kim-liver" / f"LiverTraj_{trace_name}_robot.txt")
     xyz = np.stack((trace.si_mm, trace.ap_mm, trace.lr_mm), axis=1)
     shift_mm = trace_displacement_mm(trace.times_s, xyz, series.times_s)[:, :2]

@@ -33,7 +33,7 @@ TRACES = [
 GEOMETRIES = ["mridian-8fps", "mridian-4fps"]
 
 
-def _trace(shared_data: Path, name: str):  # type: ignore[no-untyped-def]
+def _trace(shared_data: Path, name: str):
     return read_kim_trace(shared_data / KIM / f"LiverTraj_{name}_robot.txt")
 
 

@@ -95,7 +95,7 @@ def test_only_machine_independent_figures_form_the_baseline() -> None:
 
 def test_check_budget_enforces_ratios_in_ci_but_only_reports_absolute_figures() -> None:
     assert check_budget("kernel_speedup_vs_opencv", 1.2, ci=True) is not None
-    assert "kernel_speedup_vs_opencv" in check_budget("kernel_speedup_vs_opencv", 1.2, ci=False)  # type: ignore[operator]
+    assert "kernel_speedup_vs_opencv" in check_budget("kernel_speedup_vs_opencv", 1.2, ci=False)
     assert check_budget("loop_p99_us", 900.0, ci=True) is None
     message = check_budget("loop_p99_us", 900.0, ci=False)
     assert message is not None and "loop_p99_us" in message and "<= 500" in message
@@ -238,7 +238,7 @@ def fake_suite(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     def run_suite(figures_path: Path, quick: bool, ci: bool, check_baseline: bool, pytest_args: list[str]) -> int:
         calls.update(quick=quick, ci=ci, check_baseline=check_baseline, pytest_args=pytest_args)
         Path(figures_path).write_text(json.dumps({"figures": calls["figures"]}))
-        return int(calls["status"])  # type: ignore[call-overload]
+        return int(calls["status"])
 
     monkeypatch.setattr(bench, "run_suite", run_suite)
     return calls
@@ -339,7 +339,7 @@ def test_the_default_test_run_does_not_collect_the_benchmarks() -> None:
     assert sorted(p.name for p in (PROJECT_ROOT / "benchmarks").glob("test_*.py"))
 
 
-def test_bench_says_what_it_needs_when_the_benchmark_tools_are_missing(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_bench_says_what_it_needs_when_the_benchmark_tools_are_missing(monkeypatch, capsys) -> None:
     import importlib.util
 
     from maestro import bench

@@ -76,7 +76,7 @@ def test_console_script_help() -> None:
 
 
 @pytest.mark.parametrize("command", ["replay", "validate", "accuracy", "live"])
-def test_tracker_defaults_are_the_trackers(command: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_tracker_defaults_are_the_trackers(command: str, tmp_path) -> None:
     """The command modules write their defaults as literals (importing tracking/ would
     load Numba before the command is known); they must stay those of tracking.tracker,
     the session and the validation sweep."""
@@ -93,7 +93,7 @@ def test_tracker_defaults_are_the_trackers(command: str, tmp_path) -> None:  # t
         assert (config.context_mm, config.search_mm) == (DEFAULT_CONTEXT_MM, DEFAULT_SEARCH_MM)
 
 
-def test_max_frames_must_be_at_least_one(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_max_frames_must_be_at_least_one(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["replay", "--max-frames", "0"])
     assert exc.value.code == 2
@@ -101,7 +101,7 @@ def test_max_frames_must_be_at_least_one(capsys) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize("kind", ["file", "unwritable"])
-def test_validate_refuses_a_report_folder_it_cannot_write_before_validating(capsys, tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
+def test_validate_refuses_a_report_folder_it_cannot_write_before_validating(capsys, tmp_path, kind) -> None:
     """Checked before any case runs: a long cohort must not be lost to a bad --report."""
     report = tmp_path / "report"
     if kind == "file":

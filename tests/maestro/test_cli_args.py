@@ -49,7 +49,7 @@ def test_counts_round_trip(value: int) -> None:
 
 
 @pytest.mark.parametrize("parse", [count, positive_count, port])
-def test_whole_numbers_refuse_fractions_and_words(parse) -> None:  # type: ignore[no-untyped-def]
+def test_whole_numbers_refuse_fractions_and_words(parse) -> None:
     for text in ("1.5", "x", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)

@@ -32,7 +32,7 @@ class _Decisions:
     def __init__(self) -> None:
         self.rows: list[list[object]] = []
 
-    def frame_decided(self, session, frame, record) -> None:  # type: ignore[no-untyped-def]
+    def frame_decided(self, session, frame, record) -> None:
         self.rows.append([record.frame, record.beam, record.reason, round(record.row_mm, 4), round(record.col_mm, 4),
                           round(record.outside_pct, 4), round(record.true_row_mm, 4), round(record.error_mm, 4)])
 

@@ -38,7 +38,7 @@ def test_deformable_session_propagates_the_target_and_writes_it() -> None:
     assert session.registration is not None
 
 
-def test_a_failed_registration_holds_as_inconsistent(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_registration_holds_as_inconsistent(monkeypatch) -> None:
     """Frames 20 and 21 fail to register: both are held as inconsistent, and gating
     goes on around them."""
     from tracking.deformable import AffineRegistration
@@ -46,7 +46,7 @@ def test_a_failed_registration_holds_as_inconsistent(monkeypatch) -> None:  # ty
     original = AffineRegistration.register
     records: list = []
 
-    def failing(self, image, row_px, col_px):  # type: ignore[no-untyped-def]
+    def failing(self, image, row_px, col_px):
         # While frame k is decided, frames 0..k-1 have been recorded.
         return 4 if len(records) in (20, 21) else original(self, image, row_px, col_px)
 
@@ -60,7 +60,7 @@ def test_a_failed_registration_holds_as_inconsistent(monkeypatch) -> None:  # ty
     assert by_frame[25].beam == "on" or by_frame[25].reason != "inconsistent"
 
 
-def test_replay_deformable_labels_out(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_replay_deformable_labels_out(tmp_path: Path, capsys) -> None:
     assert main(["replay", "--deformable", "--max-frames", "40", "--labels-out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "tracked masks" in out

@@ -63,7 +63,7 @@ def _record(i: int, **kw: object) -> FrameRecord:
     values = dict(frame=i, t_acq_s=0.125 * i, row_mm=0.5 * i, col_mm=-0.25 * i, confidence=0.9, outside_pct=1.5,
                   beam="on", reason="", latency_us=80.0 + i, peak_zncc=0.9, sharpness=1.0)
     values.update(kw)
-    return FrameRecord(**values)  # type: ignore[arg-type]
+    return FrameRecord(**values)
 
 
 def _target_mask() -> np.ndarray:
@@ -317,7 +317,7 @@ def test_paused_session_does_not_trip_the_watchdog() -> None:
     session.run()
     assert len(records) == 12
     assert not any(r.reason == "stale_frame" for r in records[1:])
-    transitions = [t.reason for t in session.beam.transitions]  # type: ignore[attr-defined]
+    transitions = [t.reason for t in session.beam.transitions]
     assert "stale_frame" not in transitions
 
 

@@ -34,7 +34,7 @@ class StallingSource(ListSource):
     """Hands over its frames, then goes silent for ``stall_s`` (heartbeats only), then
     hands over ``after`` more frames."""
 
-    def __init__(self, frames: list[Frame], n_before: int, stall_s: float, label, fault: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, frames: list[Frame], n_before: int, stall_s: float, label, fault: str | None = None) -> None:
         super().__init__(frames, reference_label=label)
         self.stall_fault = fault
         self.n_before = n_before
@@ -42,7 +42,7 @@ class StallingSource(ListSource):
         self.hold_seen_after_s: float | None = None
         self.beam: SimulatedBeam | None = None
 
-    def __iter__(self) -> Iterator[Frame]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Frame]:
         t_acq = 0.0
         for i, f in enumerate(self._frames):
             if i == self.n_before:
@@ -50,9 +50,9 @@ class StallingSource(ListSource):
                 self._fault = self.stall_fault
                 while time.perf_counter() - t_stall < self.stall_s:
                     time.sleep(0.005)
-                    if self.hold_seen_after_s is None and self.beam.commanded is BeamState.HOLD:  # type: ignore[union-attr]
+                    if self.hold_seen_after_s is None and self.beam.commanded is BeamState.HOLD:
                         self.hold_seen_after_s = time.perf_counter() - t_stall
-                    yield None  # type: ignore[misc]  # heartbeat: no frame this period
+                    yield None  # heartbeat: no frame this period
                 t_acq += self.stall_s
                 self._fault = None
             yield Frame(f.index, t_acq, time.perf_counter(), f.pixels, f.spacing_mm, f.label)
@@ -102,11 +102,11 @@ class AgedSource(ListSource):
     """Hands over each frame as if it had been received ``age_s`` ago: a machine that
     took that long to get to it."""
 
-    def __init__(self, frames: list[Frame], label, age_s: float) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, frames: list[Frame], label, age_s: float) -> None:
         super().__init__(frames, reference_label=label)
         self.age_s = age_s
 
-    def __iter__(self) -> Iterator[Frame]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Frame]:
         for f in self._frames:
             yield Frame(f.index, f.t_acq_s, time.perf_counter() - self.age_s, f.pixels, f.spacing_mm, f.label)
 
@@ -174,7 +174,7 @@ def test_disk_full_holds_the_beam_and_stops(tmp_path) -> None:
     beam = SimulatedBeam()
     records = []
 
-    def fill_disk_after_three(record) -> None:  # type: ignore[no-untyped-def]
+    def fill_disk_after_three(record) -> None:
         records.append(record)
         if len(records) == 3:
             real_fh.close()
@@ -272,11 +272,11 @@ def test_tracker_exception_holds_and_the_loop_goes_on(monkeypatch) -> None:
     session.observers.append(EachRecord(records.append))
     original_set_up = session._set_up
 
-    def set_up_then_break(frame) -> None:  # type: ignore[no-untyped-def]
+    def set_up_then_break(frame) -> None:
         original_set_up(frame)
-        real_track = session.tracker.track  # type: ignore[union-attr]
+        real_track = session.tracker.track
 
-        def track(image, predicted_mm=None):  # type: ignore[no-untyped-def]
+        def track(image, predicted_mm=None):
             if len(records) == 2:
                 raise FloatingPointError("injected tracker failure")
             return real_track(image, predicted_mm)
@@ -322,7 +322,7 @@ def test_ctrl_c_ends_held_with_the_recording_closed(tmp_path) -> None:
     frames = moving_blob_frames(6, amplitude_px=0.0)
 
     class InterruptedSource(ListSource):
-        def __iter__(self):  # type: ignore[no-untyped-def]
+        def __iter__(self):
             for i, frame in enumerate(super().__iter__()):
                 if i == 3:
                     raise KeyboardInterrupt

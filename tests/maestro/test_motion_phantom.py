@@ -49,7 +49,7 @@ def _synthetic_series(n: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(img[None].astype(np.float32), n, axis=0), np.arange(n) * 0.5
 
 
-def _field(disp_fn, n: int = 3) -> MotionField:  # type: ignore[no-untyped-def]
+def _field(disp_fn, n: int = 3) -> MotionField:
     """Field k = disp_fn(k, rows, cols), (row, col) source px; frame 0 is 0."""
     rows, cols = np.mgrid[0:SRC_SHAPE[0], 0:SRC_SHAPE[1]].astype(np.float64)
     u = np.zeros((n, *SRC_SHAPE, 2), dtype=np.float32)
@@ -66,7 +66,7 @@ def _out_px(phantom: MotionPhantom, src_row_px: np.ndarray, src_col_px: np.ndarr
             (src_col_px - (SRC_SHAPE[1] - 1) / 2.0) * s + (cols - 1) / 2.0)
 
 
-def _naive_fraction(phantom: MotionPhantom, k: int, u_fn) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _naive_fraction(phantom: MotionPhantom, k: int, u_fn) -> np.ndarray:
     """Per-pixel loop: the share of 5 x 5 sub-samples p whose p + u(p) is in the ellipse."""
     rows, cols = phantom.shape
     out_sp, src_sp = phantom.spacing_mm[0], SRC_SPACING[0]
@@ -225,7 +225,7 @@ def test_bad_arguments_name_the_field(kwargs: dict[str, object], field_name: str
     args: dict[str, object] = {"geometry": "mridian-4fps", "seconds": 1.0, "lesion": LESION, "field": field}
     args.update(kwargs)
     with pytest.raises(ValueError, match=f"^{field_name}: "):
-        MotionPhantom(frames, times, SRC_SPACING, **args)  # type: ignore[arg-type]
+        MotionPhantom(frames, times, SRC_SPACING, **args)
 
 
 def test_a_lesion_pushed_out_of_the_field_of_view_is_refused() -> None:
@@ -239,11 +239,11 @@ def test_a_lesion_pushed_out_of_the_field_of_view_is_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def liver(shared_data: Path):  # type: ignore[no-untyped-def]
+def liver(shared_data: Path):
     return series_field(shared_data / LIVER)  # computed once per process (cached)
 
 
-def test_the_field_explains_the_real_motion_and_never_folds(liver) -> None:  # type: ignore[no-untyped-def]
+def test_the_field_explains_the_real_motion_and_never_folds(liver) -> None:
     series, field = liver
     assert field.displacement_px.shape == (498, 176, 140, 2)
     assert not field.displacement_px[0].any()
@@ -257,7 +257,7 @@ def test_the_field_explains_the_real_motion_and_never_folds(liver) -> None:  # t
     assert field.min_jacobian() >= MIN_JACOBIAN - 1e-3
 
 
-def test_field_estimation_is_deterministic(liver) -> None:  # type: ignore[no-untyped-def]
+def test_field_estimation_is_deterministic(liver) -> None:
     series, field = liver
     again = estimate_motion_field(series.frames[:6], series.times_s[:6], series.spacing_mm)
     np.testing.assert_array_equal(again.displacement_px, field.displacement_px[:6])
@@ -273,7 +273,7 @@ def test_cases_are_half_tuning_half_held_out_and_distinct() -> None:
 
 
 @pytest.mark.parametrize("case", MOTION_CASES, ids=lambda c: c.name)
-def test_each_case_stays_in_the_liver_and_the_field_of_view_for_the_whole_series(liver, case) -> None:  # type: ignore[no-untyped-def]
+def test_each_case_stays_in_the_liver_and_the_field_of_view_for_the_whole_series(liver, case) -> None:
     series, field = liver
     # The constructor refuses a lesion outside the liver outline or leaving the image on
     # any frame; seconds=None covers the whole series.
@@ -291,7 +291,7 @@ def test_each_case_stays_in_the_liver_and_the_field_of_view_for_the_whole_series
     assert abs(area / (math.pi * np.prod(case.lesion.semi_axes_mm)) - 1.0) < 0.02
 
 
-def test_real_phantom_renders_fast_deterministically_and_looks_like_liver(liver) -> None:  # type: ignore[no-untyped-def]
+def test_real_phantom_renders_fast_deterministically_and_looks_like_liver(liver) -> None:
     series, field = liver
     case = MOTION_CASES[1]  # hyperintense
     make = lambda: MotionPhantom(series.frames, series.times_s, series.spacing_mm, "mridian-8fps", 5.0, 3,  # noqa: E731
@@ -318,7 +318,7 @@ def test_real_phantom_renders_fast_deterministically_and_looks_like_liver(liver)
 # -------------------------------------------------------------------- the command line
 
 
-def test_cli_writes_a_case_that_replay_reads(liver, shared_data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_writes_a_case_that_replay_reads(liver, shared_data: Path, tmp_path: Path, capsys) -> None:
     series, field = liver
     out = tmp_path / "motion1"
     folder = str(shared_data / LIVER)
@@ -346,13 +346,13 @@ def test_cli_writes_a_case_that_replay_reads(liver, shared_data: Path, tmp_path:
         (["--trace", "x.txt"], ("--trace", "cannot be combined")),
     ],
 )
-def test_cli_refuses_bad_motion_input_in_one_line(liver, shared_data: Path, tmp_path: Path, capsys, extra, words) -> None:  # type: ignore[no-untyped-def]
+def test_cli_refuses_bad_motion_input_in_one_line(liver, shared_data: Path, tmp_path: Path, capsys, extra, words) -> None:
     assert main(["phantom", str(tmp_path / "c"), "--motion-from", str(shared_data / LIVER), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and all(w in err[0] for w in words), err
 
 
-def test_cli_refuses_a_missing_series_folder(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_refuses_a_missing_series_folder(tmp_path: Path, capsys) -> None:
     assert main(["phantom", str(tmp_path / "c"), "--motion-from", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "series folder" in err[0] and "does not exist" in err[0]

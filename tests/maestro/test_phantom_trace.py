@@ -35,7 +35,7 @@ def _trace(seconds: float = 30.0, lr_mm: float = 0.0, si_mm: float = 12.0) -> tu
 
 
 @pytest.fixture(scope="module")
-def session():  # type: ignore[no-untyped-def]
+def session():
     t, xyz = _trace()
     return generate_trace_session(t, xyz, "mridian-4fps", seconds=12.0, seed=5, lesion_diameter_mm=25.0)
 
@@ -95,7 +95,7 @@ def test_loop_plays_the_trace_back_and_forth_continuously() -> None:
         (np.arange(5.0), np.zeros((5, 3)), np.array([np.nan]), "times_s"),
     ],
 )
-def test_resampling_refuses_bad_input(t, xyz, times, name) -> None:  # type: ignore[no-untyped-def]
+def test_resampling_refuses_bad_input(t, xyz, times, name) -> None:
     with pytest.raises(ValueError, match=rf"^{name}: must"):
         trace_displacement_mm(t, xyz, times)
 
@@ -124,7 +124,7 @@ def test_occupancy_hand_computed() -> None:
 # ---------------------------------------------------------------------------- sessions
 
 
-def test_session_shapes_and_ground_truth(session) -> None:  # type: ignore[no-untyped-def]
+def test_session_shapes_and_ground_truth(session) -> None:
     geo = GEOMETRIES["mridian-4fps"]
     n = 48
     assert session.frames.shape == (n, *geo.shape) and session.frames.dtype == np.uint16
@@ -139,7 +139,7 @@ def test_session_shapes_and_ground_truth(session) -> None:  # type: ignore[no-un
     assert session.trajectory_mm[:, 1].min() < -3.0  # ... and anterior
 
 
-def test_partial_volume_centroid_is_the_true_centre(session) -> None:  # type: ignore[no-untyped-def]
+def test_partial_volume_centroid_is_the_true_centre(session) -> None:
     """The sub-pixel label's centroid follows the trace to a small fraction of a pixel."""
     rows, cols = np.mgrid[0 : session.frames.shape[1], 0 : session.frames.shape[2]]
     for k in range(0, session.n_frames, 5):
@@ -148,7 +148,7 @@ def test_partial_volume_centroid_is_the_true_centre(session) -> None:  # type: i
         np.testing.assert_allclose(centroid, session.lesion_centre_px[k], atol=0.02)
 
 
-def test_lesion_moves_with_the_trajectory_in_the_image(session) -> None:  # type: ignore[no-untyped-def]
+def test_lesion_moves_with_the_trajectory_in_the_image(session) -> None:
     """Registration oracle: the rendered lesion neighbourhood moves by trajectory_mm."""
     from skimage.registration import phase_cross_correlation
 
@@ -213,8 +213,8 @@ def test_lesion_deforms_with_breathing() -> None:
 def test_intensity_drift_changes_the_signal_slowly() -> None:
     t, xyz = _trace(200.0, si_mm=0.0)
     kw = dict(geometry="mridian-4fps", seconds=200.0, seed=4, lesion_diameter_mm=20.0)
-    drifting = TracePhantom(t, xyz, intensity_drift=0.1, **kw)  # type: ignore[arg-type]
-    steady = TracePhantom(t, xyz, intensity_drift=0.0, **kw)  # type: ignore[arg-type]
+    drifting = TracePhantom(t, xyz, intensity_drift=0.1, **kw)
+    steady = TracePhantom(t, xyz, intensity_drift=0.0, **kw)
     ratios = []
     for a, b in zip(drifting.frames(), steady.frames()):
         if a.index % 40 == 0:
@@ -268,7 +268,7 @@ def test_frames_iterate_once() -> None:
 def test_bad_arguments_are_refused(kwargs: dict[str, object], name: str) -> None:
     t, xyz = _trace(30.0)
     with pytest.raises(ValueError, match=rf"^{name}: must"):
-        TracePhantom(t, xyz, **kwargs)  # type: ignore[arg-type]
+        TracePhantom(t, xyz, **kwargs)
 
 
 def test_trace_beyond_the_rigid_range_is_refused() -> None:
@@ -294,7 +294,7 @@ def _write_trace(path: Path, t: np.ndarray, xyz: np.ndarray) -> Path:
     return path
 
 
-def test_cli_phantom_with_trace_writes_a_trackrad_case(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_phantom_with_trace_writes_a_trackrad_case(tmp_path: Path, capsys) -> None:
     t, xyz = _trace(10.0, lr_mm=1.0)
     trace = _write_trace(tmp_path / "LiverTraj_Test_robot.txt", t, xyz)
     out = tmp_path / "case1"
@@ -309,7 +309,7 @@ def test_cli_phantom_with_trace_writes_a_trackrad_case(tmp_path: Path, capsys) -
     assert case.fps == 4.0
 
 
-def test_cli_phantom_refuses_a_bad_trace_in_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_phantom_refuses_a_bad_trace_in_one_line(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("0 1 2\n")
     assert main(["phantom", str(tmp_path / "c"), "--trace", str(bad)]) == 2
@@ -355,8 +355,8 @@ def test_bad_excursions_are_refused(excursions: object, rule: str) -> None:
 def test_an_excursion_moves_anatomy_and_lesion_together() -> None:
     t, xyz = _trace(12.0, si_mm=6.0)
     kw = dict(geometry="mridian-4fps", seconds=6.0, seed=2, lesion_diameter_mm=30.0)
-    plain = TracePhantom(t, xyz, **kw)  # type: ignore[arg-type]
-    jumped = TracePhantom(t, xyz, excursions=[(2.0, 1.0, 21.0, 0.0)], **kw)  # type: ignore[arg-type]
+    plain = TracePhantom(t, xyz, **kw)
+    jumped = TracePhantom(t, xyz, excursions=[(2.0, 1.0, 21.0, 0.0)], **kw)
     step = jumped.trajectory_mm - plain.trajectory_mm
     inside = (plain.times_s >= 2.0) & (plain.times_s < 3.0)
     assert np.allclose(step[inside], (-21.0, 0.0)) and not step[~inside].any()
@@ -371,14 +371,14 @@ def test_an_excursion_moves_anatomy_and_lesion_together() -> None:
     assert np.corrcoef(b[inner].ravel(), a[inner].ravel())[0, 1] < np.corrcoef(moved.ravel(), a[inner].ravel())[0, 1]
 
 
-def test_cli_phantom_refuses_an_excursion_without_a_trace(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_phantom_refuses_an_excursion_without_a_trace(tmp_path: Path, capsys) -> None:
     assert main(["phantom", str(tmp_path / "c"), "--excursion-mm", "30"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--excursion-mm" in err[0] and "needs --trace" in err[0]
     assert not (tmp_path / "c").exists()
 
 
-def test_a_cough_beyond_the_window_holds_the_beam_and_gating_resumes(tmp_path: Path, capsys, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_cough_beyond_the_window_holds_the_beam_and_gating_resumes(tmp_path: Path, capsys, shared_data: Path) -> None:
     # End to end through the files and the session: a real KIM trace with two 30 mm
     # excursions (twice the search window) written by `maestro phantom`, replayed by
     # `maestro replay`. The beam must never be on while the tracked position is wrong, must

@@ -39,7 +39,7 @@ def test_default_config_has_no_prediction() -> None:
     assert SessionConfig().predict_ms == 0.0
 
 
-def test_gate_uses_the_ridge_ar_prediction(case: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_gate_uses_the_ridge_ar_prediction(case: Path, tmp_path: Path, capsys) -> None:
     plain_out, pred_out = tmp_path / "plain", tmp_path / "pred"
     # The rigid mode, whose translated boundary this test replicates.
     assert main(["replay", str(case), "--rigid", "--out", str(plain_out)]) == 0
@@ -68,7 +68,7 @@ def test_gate_uses_the_ridge_ar_prediction(case: Path, tmp_path: Path, capsys) -
     assert predictor.choice == "model"
 
 
-def test_predict_ms_is_validated(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_predict_ms_is_validated(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["replay", "--predict-ms", "-5"])
     assert "--predict-ms" in capsys.readouterr().err

@@ -33,10 +33,10 @@ def test_agreement_per_frame(tmp_path: Path) -> None:
     def record(row_mm: float, col_mm: float) -> SimpleNamespace:
         return SimpleNamespace(row_mm=row_mm, col_mm=col_mm, peak_zncc=1.0, sharpness=1.0, confidence=1.0)
 
-    agreement.frame_decided(session, frame(0), record(0.0, 0.0))  # type: ignore[arg-type]
-    agreement.frame_decided(session, frame(1), record(0.0, 0.0))  # type: ignore[arg-type]
-    agreement.frame_decided(session, frame(2), record(math.nan, math.nan))  # type: ignore[arg-type]
-    agreement.frame_decided(session, frame(3), record(0.0, 0.0))  # type: ignore[arg-type]  # no reference: skipped
+    agreement.frame_decided(session, frame(0), record(0.0, 0.0))
+    agreement.frame_decided(session, frame(1), record(0.0, 0.0))
+    agreement.frame_decided(session, frame(2), record(math.nan, math.nan))
+    agreement.frame_decided(session, frame(3), record(0.0, 0.0))  # no reference: skipped
     r0, r1, r2 = agreement.rows
     assert (r0.dice, r0.centroid_distance_mm) == (1.0, 0.0)
     assert r1.dice == 0.5 and r1.centroid_distance_mm == 3.0  # 1 column of 3 mm

@@ -221,7 +221,7 @@ def test_a_rehearsal_slower_than_a_quarter_period_switches_keep_warm_off(monkeyp
     from hardware.replay import ReplaySource
 
     class SlowCopy:
-        def process(self, frame) -> None:  # type: ignore[no-untyped-def]
+        def process(self, frame) -> None:
             import time
 
             time.sleep(0.05)  # the bundled session is 8 fps: 50 ms > 31 ms
@@ -234,7 +234,7 @@ def test_a_rehearsal_slower_than_a_quarter_period_switches_keep_warm_off(monkeyp
     assert session.n_rehearsals == 1 and session.summary.frames == 6
 
 
-def _arrays(obj, path: str, seen: set[int]):  # type: ignore[no-untyped-def]
+def _arrays(obj, path: str, seen: set[int]):
     """(path, array) of every ndarray reachable through attributes, slots and containers."""
     if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, bool)):
         return
@@ -293,14 +293,14 @@ def test_observers_are_told_in_order_after_the_record_is_written(tmp_path) -> No
         def __init__(self, name: str) -> None:
             self.name = name
 
-        def frame_decided(self, session, frame, record) -> None:  # type: ignore[no-untyped-def]
+        def frame_decided(self, session, frame, record) -> None:
             rows_on_disk = len((tmp_path / "frames.csv").read_text().splitlines()) - 1
             calls.append((self.name, frame.index, record.frame, rows_on_disk, session.last_track is not None,
                           len(session.beam.transitions) > 0))
 
     source = ListSource(frames, reference_label=centre_mask((96, 96)))
     session = GatingSession(source, SessionConfig(max_frame_age_ms=10_000.0), SimulatedBeam(), recorder,
-                            [Observer("a"), Observer("b")])
+                            observers=[Observer("a"), Observer("b")])
     session.run()
     recorder.close()
     assert [c[:4] for c in calls] == [(n, k, k, k + 1) for k in range(4) for n in ("a", "b")]

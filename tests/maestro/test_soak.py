@@ -25,7 +25,7 @@ def test_determinism_check_can_fail(tmp_path, monkeypatch) -> None:
     n_per = len(phantom.frames)
     original = soak.LoopedSource.__iter__
 
-    def drifting(self):  # type: ignore[no-untyped-def]
+    def drifting(self):
         for frame in original(self):
             if frame.index >= n_per:  # the second repetition: the target sits 3 px lower
                 frame = type(frame)(frame.index, frame.t_acq_s, frame.t_recv_s,

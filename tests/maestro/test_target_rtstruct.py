@@ -139,7 +139,7 @@ def test_the_session_keeps_the_contours_partial_volume_for_the_tracked_labels(se
 
 
 def test_replay_and_validate_take_the_target_from_the_structure_set(series: Path, structure_set: Path,
-                                                                    tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+                                                                    tmp_path: Path, capsys) -> None:
     out = tmp_path / "replay"
     assert main(["replay", str(series), "--target-rtstruct", str(structure_set), "--roi", "Sphere",
                  "--max-frames", "60", "--out", str(out)]) == 0
@@ -183,14 +183,14 @@ def test_an_oblique_cine_plane_is_cut_where_it_lies(series: Path, tmp_path: Path
     (["--roi", "Far"], "does not cut it: its nearest contour point is 18.0 mm from the plane"),
 ])
 def test_structure_set_errors_name_the_file_and_rule(series: Path, structure_set: Path, args: list[str],
-                                                     expected: str, capsys) -> None:  # type: ignore[no-untyped-def]
+                                                     expected: str, capsys) -> None:
     assert main(["replay", str(series), "--target-rtstruct", str(structure_set), *args, "--max-frames", "5"]) == 2
     err = capsys.readouterr().err
     assert expected in err and str(structure_set) in err and "Traceback" not in err
 
 
 def test_a_frame_of_reference_that_does_not_match_is_refused(series: Path, geometry: PlaneGeometry,
-                                                             tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+                                                             tmp_path: Path, capsys) -> None:
     centre = geometry.pixel_to_patient_mm(np.array([[90.0, 78.0]]))[0]
     rs = write_rtstruct(tmp_path / "RS.dcm", {"GTV": _sphere(centre, 12.0)}, "1.2.3.4", uid_seed="other")
     assert main(["replay", str(series), "--target-rtstruct", str(rs), "--roi", "GTV", "--max-frames", "5"]) == 2
@@ -198,14 +198,14 @@ def test_a_frame_of_reference_that_does_not_match_is_refused(series: Path, geome
     assert "ReferencedFrameOfReferenceUID: 1.2.3.4 does not match the cine's FrameOfReferenceUID" in err
 
 
-def test_a_cine_without_geometry_is_refused(structure_set: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_cine_without_geometry_is_refused(structure_set: Path, capsys) -> None:
     # The bundled session is a TrackRAD case: its .mha files say nothing of the patient.
     assert main(["replay", "--target-rtstruct", str(structure_set), "--roi", "GTV", "--max-frames", "5"]) == 2
     err = capsys.readouterr().err
     assert "geometry: the recording does not say where its frames lie in the patient" in err
 
 
-def test_conflicting_target_options_are_refused(structure_set: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_conflicting_target_options_are_refused(structure_set: Path, capsys) -> None:
     assert main(["replay", "--target-rtstruct", str(structure_set)]) == 2
     assert "needs --roi NAME" in capsys.readouterr().err
     assert main(["replay", "--target-rtstruct", str(structure_set), "--roi", "GTV", "--target-box", "1,1,4,4"]) == 2
@@ -213,7 +213,7 @@ def test_conflicting_target_options_are_refused(structure_set: Path, capsys) -> 
 
 
 def test_live_takes_the_target_from_the_structure_set(series: Path, structure_set: Path, tmp_path: Path,
-                                                     capsys) -> None:  # type: ignore[no-untyped-def]
+                                                     capsys) -> None:
     """The plane comes over the wire (SendExternal DICOM.PosVec/RowVec/ColVec) and the
     decisions are replay's."""
     n = 24

@@ -23,7 +23,7 @@ def test_collector_builds_one_mask_per_record() -> None:
     labels = TrackedLabels()
     for k, (r, c) in enumerate([(0.0, 0.0), (2.4, -4.8), (math.nan, math.nan)]):
         record = FrameRecord(k, k / 8, r, c, 0.9, 0.0, "on", "", 10.0, 0.9, 0.5)
-        labels.frame_decided(None, None, record)  # type: ignore[arg-type]  # the rigid mode reads neither
+        labels.frame_decided(None, None, record)  # the rigid mode reads neither
     masks = labels.masks(_square(), (2.4, 2.4))
     assert len(labels) == 3 and masks.shape == (3, 20, 20)
     np.testing.assert_array_equal(masks[0], _square())
@@ -31,7 +31,7 @@ def test_collector_builds_one_mask_per_record() -> None:
     assert not masks[2].any()
 
 
-def test_replay_writes_tracked_masks_that_match_the_truth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_replay_writes_tracked_masks_that_match_the_truth(tmp_path: Path, capsys) -> None:
     """End to end: a trace-driven phantom case in, TrackRAD labels out, Dice vs truth."""
     t = np.arange(0.0, 20.0 + 1e-9, 0.2)
     phase = np.sin(np.pi * t / 4.0) ** 2

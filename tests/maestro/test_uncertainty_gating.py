@@ -20,7 +20,7 @@ def _rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_the_allowance_moves_the_judged_target_and_only_that(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_allowance_moves_the_judged_target_and_only_that(tmp_path: Path, capsys) -> None:
     runs = {}
     for u in ("0", "1", "2"):
         out = tmp_path / f"u{u}"

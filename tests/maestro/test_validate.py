@@ -104,7 +104,7 @@ class _Sections(html.parser.HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def report(cohort: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def report(cohort: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFactory):
     folder, names = cohort
     # One broken case among the good ones: it must be reported, the others complete.
     broken = folder / "zz-broken"
@@ -121,7 +121,7 @@ def report(cohort: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFact
     return code, out, names, stdout.getvalue(), err.getvalue()
 
 
-def test_cohort_report_has_every_section_with_real_numbers(report) -> None:  # type: ignore[no-untyped-def]
+def test_cohort_report_has_every_section_with_real_numbers(report) -> None:
     code, out, names, stdout, err = report
     assert code == 1, stdout  # one case failed
     assert "FAILED zz-broken" in stdout
@@ -156,7 +156,7 @@ def test_cohort_report_has_every_section_with_real_numbers(report) -> None:  # t
     assert len(parser.tables["cohort-sweep-table"]) == 1 + 48
 
 
-def test_cohort_tables_and_summary_json(report) -> None:  # type: ignore[no-untyped-def]
+def test_cohort_tables_and_summary_json(report) -> None:
     _, out, names, _, _ = report
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     by_name = {c["name"]: c for c in summary["cases"]}
@@ -175,7 +175,7 @@ def test_cohort_tables_and_summary_json(report) -> None:  # type: ignore[no-unty
     assert {"row_mm", "true_row_mm", "outside_pct", "true_outside_pct", "beam_commanded", "dice"} <= set(frames[0])
 
 
-def test_sweep_is_monotone_in_margin_and_threshold(report) -> None:  # type: ignore[no-untyped-def]
+def test_sweep_is_monotone_in_margin_and_threshold(report) -> None:
     # A larger margin or threshold can only let the beam on more (no release delay).
     _, out, _, _, _ = report
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))

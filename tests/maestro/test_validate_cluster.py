@@ -315,7 +315,7 @@ def test_a_lost_scheduler_keeps_the_cases_done(cohort: Path, tmp_path: Path) -> 
         lonely.close()
     out, err = out_b.decode(), err_b.decode()
     n = len(list(cohort.iterdir()))
-    done = int(re.search(r"validated (\d+)/", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"validated (\d+)/", out).group(1))
     assert run.returncode == 1 and 1 <= done < n - 1, out
     assert out.count("scheduler-connection-lost") >= 1 and "Traceback" not in err, (out, err)
     summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))

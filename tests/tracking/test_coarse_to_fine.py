@@ -25,13 +25,13 @@ from tracking.zncc import COARSE_MIN_POSITIONS, COARSE_TRUST_SCORE
 SEARCH_MM = 30.0
 
 
-def _pair(reference: np.ndarray, mask: np.ndarray, spacing_mm, **kwargs) -> tuple[TemplateTracker, TemplateTracker]:  # type: ignore[no-untyped-def]
-    return tuple(  # type: ignore[return-value]
+def _pair(reference: np.ndarray, mask: np.ndarray, spacing_mm, **kwargs) -> tuple[TemplateTracker, TemplateTracker]:
+    return tuple(
         TemplateTracker(reference, mask, spacing_mm, coarse_to_fine=c2f, **kwargs) for c2f in (True, False)
     )
 
 
-def _compare(frames, mask, spacing_mm, **kwargs) -> tuple[int, float, float]:  # type: ignore[no-untyped-def]
+def _compare(frames, mask, spacing_mm, **kwargs) -> tuple[int, float, float]:
     """Track every frame both ways (each tracker centring on its own last position);
     return the frames whose results differ, the largest sharpness difference, and the
     mean fraction of positions the coarse-to-fine search scored.
@@ -60,7 +60,7 @@ def _compare(frames, mask, spacing_mm, **kwargs) -> tuple[int, float, float]:  #
 
 
 @pytest.mark.parametrize("target_box", [(84, 73, 13, 10), (44, 70, 18, 30)], ids=["vessel", "dome"])
-def test_same_result_on_every_frame_of_real_cine(shared_data: Path, target_box) -> None:  # type: ignore[no-untyped-def]
+def test_same_result_on_every_frame_of_real_cine(shared_data: Path, target_box) -> None:
     series = read_series(shared_data / "cine" / "liver-3T-volunteer-KS81")
     mask = box_mask(series.frames[0].shape, target_box)
     n_differ, d_sharp, scored = _compare(series.frames, mask, series.spacing_mm, search_mm=SEARCH_MM)

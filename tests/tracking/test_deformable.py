@@ -86,7 +86,7 @@ AFFINES = [
 
 @pytest.mark.parametrize(("lin", "shift"), AFFINES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_recovers_known_affine(reference_and_mask, lin, shift, dtype) -> None:  # type: ignore[no-untyped-def]
+def test_recovers_known_affine(reference_and_mask, lin, shift, dtype) -> None:
     reference, mask = reference_and_mask
     truth = _known_affine(lin, shift)
     frame = np.ascontiguousarray(_warped_scene(truth, gain=1.1, offset=-7.0), dtype=dtype)
@@ -109,7 +109,7 @@ def test_recovers_known_affine(reference_and_mask, lin, shift, dtype) -> None:  
 
 
 @pytest.mark.parametrize("context_weight", [1.0, 0.3])
-def test_matches_naive_reference(reference_and_mask, context_weight) -> None:  # type: ignore[no-untyped-def]
+def test_matches_naive_reference(reference_and_mask, context_weight) -> None:
     reference, mask = reference_and_mask
     rng = np.random.default_rng(7)
     truth = _known_affine(np.array([[1.06, 0.03], [-0.02, 0.96]]), (1.7, -1.2))
@@ -153,7 +153,7 @@ def _apply(affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("lin", "shift"), AFFINES)
-def test_agrees_with_ecc_on_synthetic(reference_and_mask, lin, shift) -> None:  # type: ignore[no-untyped-def]
+def test_agrees_with_ecc_on_synthetic(reference_and_mask, lin, shift) -> None:
     reference, mask = reference_and_mask
     truth = _known_affine(lin, shift)
     frame = _warped_scene(truth)
@@ -200,7 +200,7 @@ def test_agrees_with_ecc_on_phantom(geometry: str) -> None:
     assert np.median(ours_err) <= 1.2 * np.median(ecc_err) + 0.02, (ours_err, ecc_err)
 
 
-def test_bad_frames_give_a_status(reference_and_mask) -> None:  # type: ignore[no-untyped-def]
+def test_bad_frames_give_a_status(reference_and_mask) -> None:
     reference, mask = reference_and_mask
     reg = AffineRegistration(reference, mask, SPACING)
     frame = _warped_scene(_known_affine(np.eye(2), (1.0, 0.5)))
@@ -232,7 +232,7 @@ def test_bad_frames_give_a_status(reference_and_mask) -> None:  # type: ignore[n
     assert reg.register(frame, 1.0, 0.5) == REG_OK
 
 
-def test_deformation_bound_reports_diverged(reference_and_mask) -> None:  # type: ignore[no-untyped-def]
+def test_deformation_bound_reports_diverged(reference_and_mask) -> None:
     reference, mask = reference_and_mask
     frame = _warped_scene(_known_affine(np.array([[1.2, 0.0], [0.0, 1.0]]), (0.0, 0.0)))
     tight = AffineRegistration(reference, mask, SPACING, max_linear_deviation=0.1)
@@ -242,7 +242,7 @@ def test_deformation_bound_reports_diverged(reference_and_mask) -> None:  # type
     assert loose.affine[0, 0] == pytest.approx(1.2, abs=5e-3)
 
 
-def test_register_allocates_nothing_per_frame(reference_and_mask) -> None:  # type: ignore[no-untyped-def]
+def test_register_allocates_nothing_per_frame(reference_and_mask) -> None:
     import tracemalloc
 
     reference, mask = reference_and_mask
@@ -261,7 +261,7 @@ def test_register_allocates_nothing_per_frame(reference_and_mask) -> None:  # ty
     assert reg.result is result
 
 
-def test_constructor_rejects_bad_input(reference_and_mask) -> None:  # type: ignore[no-untyped-def]
+def test_constructor_rejects_bad_input(reference_and_mask) -> None:
     reference, mask = reference_and_mask
     with pytest.raises(ValueError, match="target_mask"):
         AffineRegistration(reference, np.zeros(SHAPE, dtype=bool), SPACING)

@@ -106,7 +106,7 @@ def test_untrackable_frame_gives_an_invalid_result() -> None:
 )
 def test_bad_parameters_are_refused(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(ValueError, match=rf"^{name}: must"):
-        MultiReferenceTracker(_scene(0.0), _mask(), (1.0, 1.0), **kwargs)  # type: ignore[arg-type]
+        MultiReferenceTracker(_scene(0.0), _mask(), (1.0, 1.0), **kwargs)
 
 
 def test_one_reference_loses_and_finds_the_target_as_the_fixed_tracker_does() -> None:

@@ -10,7 +10,7 @@ import pytest
 from tracking.predict import ConstantVelocityPredictor, RidgeARPredictor, make_predictor
 
 
-def _run(predictor, t: np.ndarray, x: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _run(predictor, t: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.array([predictor.update(float(ti), float(a), float(b)) for ti, (a, b) in zip(t, x)])
 
 
@@ -209,10 +209,10 @@ def test_bad_parameters_are_refused(kwargs: dict[str, object], name: str) -> Non
     args: dict[str, object] = {"horizon_s": 0.25, "frame_period_s": 0.125}
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"^{name}: must"):
-        RidgeARPredictor(**args)  # type: ignore[arg-type]
+        RidgeARPredictor(**args)
     if name in ("horizon_s", "frame_period_s"):
         with pytest.raises(ValueError, match=rf"^{name}: must"):
-            ConstantVelocityPredictor(args["horizon_s"], args["frame_period_s"])  # type: ignore[arg-type]
+            ConstantVelocityPredictor(args["horizon_s"], args["frame_period_s"])
 
 
 def test_make_predictor() -> None:

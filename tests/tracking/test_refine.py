@@ -33,7 +33,7 @@ def _scene(shape: tuple[int, int], centre: tuple[float, float]) -> np.ndarray:
     return 100.0 + 80.0 * blob + 60.0 * dot + 40.0 * edge
 
 
-def _refine_naive(image, tmpl, grad_r, grad_c, row0, col0, d_row, d_col):  # type: ignore[no-untyped-def]
+def _refine_naive(image, tmpl, grad_r, grad_c, row0, col0, d_row, d_col):
     h, w = tmpl.shape
     tz = tmpl - tmpl.mean()
     hess = np.array([[np.sum(grad_r * grad_r), np.sum(grad_r * grad_c)],
@@ -158,7 +158,7 @@ def test_nonfinite_context_falls_back_to_the_template_gradient() -> None:
     assert prepare_refinement(ref, (12, 11), (16, 18)) is None
 
 
-def _weighted_refine_naive(image, tmpl, grad_r, grad_c, weight, row0, col0, d_row, d_col):  # type: ignore[no-untyped-def]
+def _weighted_refine_naive(image, tmpl, grad_r, grad_c, weight, row0, col0, d_row, d_col):
     """Weighted Gauss-Newton, written from its definition: minimise
     sum(w (W - m - g T')^2) with m, g the weighted mean and gain."""
     h, w = tmpl.shape

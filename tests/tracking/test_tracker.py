@@ -276,7 +276,7 @@ def test_invalid_frame_keeps_the_last_valid_prediction(
 def test_untrackable_frames_are_invalid_not_errors(
     tracker: TemplateTracker, frame: object, reason: str
 ) -> None:
-    result = tracker.track(frame)  # type: ignore[arg-type]
+    result = tracker.track(frame)
     assert not result.valid
     assert reason in result.reason
     assert result.confidence == 0.0
@@ -297,7 +297,7 @@ def test_other_dtypes_and_layouts_are_converted(
         frame.tolist(),
     ):
         tracker.reset()
-        result = tracker.track(variant)  # type: ignore[arg-type]
+        result = tracker.track(variant)
         assert result.valid
         assert (result.row_px, result.col_px) == pytest.approx(
             (expected.row_px, expected.col_px), abs=0.05
@@ -326,7 +326,7 @@ def test_malformed_prediction_is_a_programming_error(
 ) -> None:
     with pytest.raises(ValueError, match="predicted_mm: must be"):
         tracker.track(
-            _crop(canvas, (72, 72)), predicted_mm=(1.0, 2.0, 3.0)  # type: ignore[arg-type]
+            _crop(canvas, (72, 72)), predicted_mm=(1.0, 2.0, 3.0)
         )
 
 
@@ -340,7 +340,7 @@ def _construct(canvas: np.ndarray, **changes: object) -> TemplateTracker:
         spacing_mm=SPACING_MM,
     )
     kwargs.update(changes)
-    return TemplateTracker(**kwargs)  # type: ignore[arg-type]
+    return TemplateTracker(**kwargs)
 
 
 def _with_nan(frame: np.ndarray, row: int, col: int) -> np.ndarray:
@@ -407,7 +407,7 @@ def test_template_is_clipped_to_the_image(canvas: np.ndarray) -> None:
 def test_track_result_is_frozen_with_slots() -> None:
     result = TrackResult.invalid("why")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        result.valid = True  # type: ignore[misc]
+        result.valid = True
     assert not hasattr(result, "__dict__")
     assert result.reason == "why" and result.confidence == 0.0 and not result.at_edge
 

@@ -310,7 +310,7 @@ def test_zncc_map_rejects_bad_arguments(
     image: object, template: np.ndarray, out: np.ndarray | None, match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        zncc_map(image, template, out=out)  # type: ignore[arg-type]
+        zncc_map(image, template, out=out)
 
 
 # --------------------------------------------------------------------------- sub-pixel peak

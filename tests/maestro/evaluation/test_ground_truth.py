@@ -38,7 +38,7 @@ def test_truth_by_hand() -> None:
               for k, label in enumerate([reference, _square(7, 4), None])]
     records = [_record(0, 0.0, 0.0), _record(1, 3.0, -3.0), _record(2, 1.0, 1.0)]
     for frame, record in zip(frames, records):
-        truth.frame_decided(session, frame, record)  # type: ignore[arg-type]
+        truth.frame_decided(session, frame, record)
     r0, r1, r2 = records
     assert (r0.true_row_mm, r0.true_col_mm, r0.error_mm) == (0.0, 0.0, 0.0)
     # The label moved 2 rows (4 mm) and -1 column (-3 mm); tracked (3, -3): 1 mm off.
@@ -56,7 +56,7 @@ def test_without_a_reference_label_there_is_no_truth() -> None:
     truth = GroundTruth(None)
     record = _record(0, 1.0, 1.0)
     frame = Frame(0, 0.0, 0.0, np.zeros((20, 20), np.float32), SPACING_MM, _square(5, 5))
-    truth.frame_decided(SimpleNamespace(geometry=None), frame, record)  # type: ignore[arg-type]
+    truth.frame_decided(SimpleNamespace(geometry=None), frame, record)
     assert math.isnan(record.error_mm) and truth.error_summary() is None
 
 
