@@ -450,14 +450,22 @@ def _baseline_entries(path: Path) -> list[dict[str, Any]]:
     return [{"machine": data.get("machine", {}), "updated": data.get("updated", ""), "figures": data.get("figures", {})}]
 
 
-def load_baseline(path: Path = BASELINE_PATH, cpu: str | None = None) -> dict[str, float]:
-    """The stored baseline figures for a CPU model; empty when there is no baseline file.
+def _same_peer(entry: dict[str, Any], cpu: str, opencv: str) -> bool:
+    machine = entry.get("machine", {})
+    return machine.get("cpu") == cpu and machine.get("opencv") == opencv
+
+
+def load_baseline(path: Path = BASELINE_PATH, cpu: str | None = None, opencv: str | None = None) -> dict[str, float]:
+    """The stored baseline figures for a CPU model and OpenCV version; empty when there
+    is no baseline file.
 
     A ratio against OpenCV depends on the CPU: both sides compile to its SIMD paths, and
-    an AVX-512 Xeon and an AVX2 EPYC put them 20-30 % apart. So each CPU model has its
-    own entry. A CPU without one is compared with the most recently updated entry, the
-    closest thing to a reference there is (the gate stays on; update the baseline on
-    that machine to give it its own).
+    an AVX-512 Xeon and an AVX2 EPYC put them 20-30 % apart. It depends on OpenCV's
+    version too: on one EPYC, OpenCV 5.1's matchTemplate took the 8 fps / 30 mm speedup
+    from 2.65 (5.0) to 1.94 with the same kernel. So each (CPU model, OpenCV version) has
+    its own entry. A machine without one is compared with the most recently updated
+    entry, the closest thing to a reference there is (the gate stays on; update the
+    baseline on that machine to give it its own).
 
     Parameters
     ----------
@@ -465,23 +473,26 @@ def load_baseline(path: Path = BASELINE_PATH, cpu: str | None = None) -> dict[st
         The baseline file.
     cpu : str, optional
         CPU model name as :func:`machine_description` gives it; this machine's by default.
+    opencv : str, optional
+        OpenCV version (``cv2.__version__``); this environment's by default.
     """
     entries = _baseline_entries(path)
     if not entries:
         return {}
-    if cpu is None:
-        cpu = machine_description()["cpu"]
-    mine = [e for e in entries if e.get("machine", {}).get("cpu") == cpu]
+    machine = machine_description() if cpu is None or opencv is None else {}
+    cpu_model: str = machine["cpu"] if cpu is None else cpu
+    opencv_version: str = machine["opencv"] if opencv is None else opencv
+    mine = [e for e in entries if _same_peer(e, cpu_model, opencv_version)]
     entry = mine[0] if mine else max(entries, key=lambda e: str(e.get("updated", "")))
     return {k: float(v) for k, v in entry.get("figures", {}).items()}
 
 
 def write_baseline(figures: dict[str, float | None], path: Path = BASELINE_PATH) -> dict[str, float]:
-    """Store the machine-independent figures of a run as this CPU model's baseline entry;
-    the other CPUs' entries are kept."""
+    """Store the machine-independent figures of a run as the baseline entry of this CPU
+    model and OpenCV version; the other entries are kept."""
     stored = baseline_figures(figures)
     machine = machine_description()
-    entries = [e for e in _baseline_entries(path) if e.get("machine", {}).get("cpu") != machine["cpu"]]
+    entries = [e for e in _baseline_entries(path) if not _same_peer(e, machine["cpu"], machine["opencv"])]
     entries.append({
         "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": machine,
@@ -490,13 +501,14 @@ def write_baseline(figures: dict[str, float | None], path: Path = BASELINE_PATH)
     payload = {
         "about": (
             "Machine-independent benchmark figures (ratios against OpenCV measured in the "
-            "same session, allocations per frame), one entry per CPU model: the ratios "
-            "depend on the SIMD paths of the CPU. A run more than "
-            f"{REGRESSION_TOLERANCE * 100:.0f} % worse than its CPU's entry fails. Each "
+            "same session, allocations per frame), one entry per CPU model and OpenCV "
+            "version: the ratios depend on the SIMD paths of the CPU and on the peer's "
+            "version. A run more than "
+            f"{REGRESSION_TOLERANCE * 100:.0f} % worse than its entry fails. Each "
             "figure is the worst of several runs. Update deliberately with "
             "`maestro bench --quick --update-baseline`."
         ),
-        "machines": sorted(entries, key=lambda e: str(e["machine"].get("cpu", ""))),
+        "machines": sorted(entries, key=lambda e: (str(e["machine"].get("cpu", "")), str(e["machine"].get("opencv", "")))),
     }
     Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return stored

@@ -178,8 +178,8 @@ def test_baseline_round_trip_stores_only_machine_independent_figures(tmp_path: P
 
 
 def test_each_cpu_model_has_its_own_baseline_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Updating on one CPU keeps the others' entries; a CPU is compared with its own, and
-    one without an entry with the most recently updated."""
+    """Updating on one CPU keeps the others' entries; a CPU is compared with its own entry
+    for its OpenCV version, and one without an entry with the most recently updated."""
     path = tmp_path / "baseline.json"
     cpus = iter(["AVX2 CPU", "AVX-512 CPU"])
     real = bench.machine_description
@@ -188,9 +188,18 @@ def test_each_cpu_model_has_its_own_baseline_entry(tmp_path: Path, monkeypatch: 
     write_baseline({**PASSING, "kernel_speedup_vs_opencv_8fps_15mm": 1.8}, path)
     data = json.loads(path.read_text())
     assert [e["machine"]["cpu"] for e in data["machines"]] == ["AVX-512 CPU", "AVX2 CPU"]
-    assert load_baseline(path, cpu="AVX2 CPU")["kernel_speedup_vs_opencv_8fps_15mm"] == 2.5
-    assert load_baseline(path, cpu="AVX-512 CPU")["kernel_speedup_vs_opencv_8fps_15mm"] == 1.8
-    assert load_baseline(path, cpu="another CPU")["kernel_speedup_vs_opencv_8fps_15mm"] == 1.8
+    opencv = real()["opencv"]
+    assert load_baseline(path, cpu="AVX2 CPU", opencv=opencv)["kernel_speedup_vs_opencv_8fps_15mm"] == 2.5
+    assert load_baseline(path, cpu="AVX-512 CPU", opencv=opencv)["kernel_speedup_vs_opencv_8fps_15mm"] == 1.8
+    assert load_baseline(path, cpu="another CPU", opencv=opencv)["kernel_speedup_vs_opencv_8fps_15mm"] == 1.8
+    # Another OpenCV on a CPU with an entry: a peer of another speed, not that entry.
+    assert load_baseline(path, cpu="AVX2 CPU", opencv="0.0-other")["kernel_speedup_vs_opencv_8fps_15mm"] == 1.8
+    # ... and updating there adds an entry beside the CPU's first one.
+    monkeypatch.setattr(bench, "machine_description", lambda: {**real(), "cpu": "AVX2 CPU", "opencv": "0.0-other"})
+    write_baseline({**PASSING, "kernel_speedup_vs_opencv_8fps_15mm": 2.0}, path)
+    assert load_baseline(path, cpu="AVX2 CPU", opencv=opencv)["kernel_speedup_vs_opencv_8fps_15mm"] == 2.5
+    assert load_baseline(path, cpu="AVX2 CPU", opencv="0.0-other")["kernel_speedup_vs_opencv_8fps_15mm"] == 2.0
+    assert len(json.loads(path.read_text())["machines"]) == 3
     # the older one-machine form still reads, for any CPU
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"figures": {"loop_nrt_allocs_per_frame": 41.0}}))
