@@ -117,8 +117,11 @@ class SessionConfig:
         due), rehearse the decision on the last frame on a copy of the session's tracker
         and gate, whose result goes nowhere: the frame that follows then finds the
         loop's code and data in the caches instead of paying for an idle machine's
-        cold start (measured in ``benchmarks/test_live.py``). The real tracker, gate and
-        beam are not touched, so no decision depends on it.
+        cold start (measured in ``benchmarks/test_live.py``). Then a beam with a link
+        (``ping()``, as :class:`hardware.beam_tcp.TcpBeam`) sends a heartbeat, so that the
+        frame's command finds the send path and the endpoint awake. The real tracker and
+        gate are not touched, and a heartbeat changes no beam state, so no decision
+        depends on it.
     deformable : bool
         The deformable mode, for targets that change shape: after the rigid match, the
         reference target is propagated by an affine registration of the region around
@@ -493,6 +496,19 @@ class GatingSession:
             self._keep_warm = False
             self._rehearsal = None
 
+    def _warm_beam_link(self) -> None:
+        """keep_warm, after the rehearsal: a beam with a link (``ping()``, as
+        :class:`hardware.beam_tcp.TcpBeam`) sends a heartbeat now, so that the command
+        after the frame about to arrive does not pay for waking the link. Never raises."""
+        ping = getattr(self.beam, "ping", None)
+        if ping is None:
+            return
+        try:
+            ping()
+        except Exception:  # keeping warm must never disturb the session
+            log.warning("keep-warm beam ping failed: switched off for this session", exc_info=True)
+            self._keep_warm = False
+
     def _register(self, frame: Frame, result: TrackResult) -> tuple[float, float, bool, str]:
         """Deformable mode: propagate the target by an affine registration started at the
         rigid match. Returns the propagated centroid's displacement (mm), whether the
@@ -646,6 +662,7 @@ class GatingSession:
                         self._hold_for_source_fault()
                     elif self._keep_warm:
                         self.rehearse()  # a frame is due: have its code and data warm
+                        self._warm_beam_link()
                     continue
                 if self.tracker is None:
                     self._set_up(frame)

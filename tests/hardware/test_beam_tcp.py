@@ -125,6 +125,33 @@ def test_every_call_is_sent_as_a_heartbeat(endpoint: ScriptedEndpoint) -> None:
     assert sum(b" RELEASE " in line for line in endpoint.lines) == 5
 
 
+def test_ping_sends_a_heartbeat_and_changes_no_state(endpoint: ScriptedEndpoint) -> None:
+    with TcpBeam("127.0.0.1", endpoint.port) as beam:
+        beam.release(t_s=0.0)
+        assert beam.wait_acked(2.0) and beam.state is BeamState.ON
+        beam.ping()
+        beam.ping()
+        assert beam.wait_acked(2.0)
+        assert beam.state is BeamState.ON and beam.commanded is BeamState.ON
+        assert [t.state for t in beam.transitions] == [BeamState.ON]
+        assert beam.n_commands == 3
+    assert [bp.parse_command(line).verb for line in endpoint.lines] == ["RELEASE", "PING", "PING"]
+
+
+def test_ping_on_a_broken_link_sends_nothing_and_does_not_raise() -> None:
+    ep = ScriptedEndpoint()
+    beam = TcpBeam("127.0.0.1", ep.port, reconnect_interval_s=60.0)
+    try:
+        assert wait_for(lambda: ep.connections == 1)
+        ep.close()  # the endpoint goes away
+        assert wait_for(lambda: (beam.poll(), beam.fault)[1] is not None)
+        sent = beam.n_commands
+        beam.ping()
+        assert beam.n_commands == sent and beam.state is BeamState.HOLD
+    finally:
+        beam.close()
+
+
 def test_reason_is_made_to_fit_the_grammar(endpoint: ScriptedEndpoint) -> None:
     with TcpBeam("127.0.0.1", endpoint.port) as beam:
         beam.hold("frame geometry changed!", t_s=None)

@@ -234,6 +234,55 @@ def test_a_rehearsal_slower_than_a_quarter_period_switches_keep_warm_off(monkeyp
     assert session.n_rehearsals == 1 and session.summary.frames == 6
 
 
+class _PingedBeam(SimulatedBeam):
+    """A simulated beam with a link to keep warm: counts ``ping()`` calls, or fails them."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.pings, self._fail = 0, fail
+
+    def ping(self) -> None:
+        self.pings += 1
+        if self._fail:
+            raise OSError("link gone")
+
+
+@pytest.mark.parametrize("keep_warm", [False, True])
+def test_keep_warm_pings_a_beam_link_on_every_tick_and_changes_no_decision(keep_warm: bool) -> None:
+    from pathlib import Path
+
+    from hardware.replay import ReplaySource
+
+    bundled = Path(__file__).resolve().parents[2] / "replay_data" / "mridian-8fps-seed1"
+    runs = {}
+    for beam in (SimulatedBeam(), _PingedBeam()):
+        session = GatingSession(_TickingSource(ReplaySource(bundled), ticks=2),
+                                SessionConfig(keep_warm=keep_warm, max_frame_age_ms=10_000.0), beam)
+        records: list = []
+        session.observers.append(EachRecord(records.append))
+        session.run(max_frames=20)
+        runs[type(beam)] = records
+    pinged = beam
+    assert isinstance(pinged, _PingedBeam) and pinged.pings == (2 * 19 if keep_warm else 0)
+    strip = [c for c in FRAME_COLUMNS if c != "latency_us"]
+    for a, b in zip(runs[SimulatedBeam], runs[_PingedBeam], strict=True):
+        assert [repr(getattr(a, c)) for c in strip] == [repr(getattr(b, c)) for c in strip], a.frame
+
+
+def test_a_failing_keep_warm_ping_switches_keep_warm_off_and_the_session_goes_on(caplog) -> None:
+    from pathlib import Path
+
+    from hardware.replay import ReplaySource
+
+    bundled = Path(__file__).resolve().parents[2] / "replay_data" / "mridian-8fps-seed1"
+    beam = _PingedBeam(fail=True)
+    session = GatingSession(_TickingSource(ReplaySource(bundled), ticks=2),
+                            SessionConfig(max_frame_age_ms=10_000.0), beam)
+    summary = session.run(max_frames=6)
+    assert beam.pings == 1 and summary.frames == 6 and session.n_rehearsals == 1
+    assert "keep-warm beam ping failed" in caplog.text
+
+
 def _arrays(obj, path: str, seen: set[int]):
     """(path, array) of every ndarray reachable through attributes, slots and containers."""
     if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, bool)):
